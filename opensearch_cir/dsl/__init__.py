@@ -1,0 +1,42 @@
+"""OpenSearch request bodies: query DSL builders, search/ingest pipelines, ml-commons bodies, and
+`validate_request(kind, body)` (the OpenAPI spec plus our stricter rules)."""
+
+from .ml import connector_body, ingest_pipeline_body, model_register_body
+from .pipelines import (
+    DEFAULT_PIPELINE,
+    PIPELINES,
+    normalization_pipeline,
+    pipeline_id,
+    rrf_pipeline,
+)
+from .query import (
+    MAX_HYBRID_QUERIES,
+    VECTOR_FIELDS,
+    hybrid_body,
+    knn_clause,
+    match_clause,
+    neural_clause,
+    search_body,
+    term_filters,
+)
+from .validate import validate_request
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "MAX_HYBRID_QUERIES",
+    "PIPELINES",
+    "VECTOR_FIELDS",
+    "connector_body",
+    "hybrid_body",
+    "ingest_pipeline_body",
+    "knn_clause",
+    "match_clause",
+    "model_register_body",
+    "neural_clause",
+    "normalization_pipeline",
+    "pipeline_id",
+    "rrf_pipeline",
+    "search_body",
+    "term_filters",
+    "validate_request",
+]
