@@ -1,0 +1,172 @@
+"""Run an exported model folder on ONNX Runtime: one session per tower, batched, normalised output."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .. import resources
+from ..errors import CIRError, InputError
+from .manifest import Manifest
+from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource, load_image
+
+logger = logging.getLogger(__name__)
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def load_encoder(
+    model: str | os.PathLike | None = None,
+    *,
+    device: str = "auto",
+    precision: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 32,
+) -> "Encoder":
+    """Load an exported model: a name under `onnx_models/`, a folder path, or None for the default model.
+
+    device: `auto` (CUDA when onnxruntime-gpu sees a GPU, else CPU), `cuda` or `cpu`.
+    precision: `fp32`, `fp16` or `int8`; None picks fp16 on CUDA when exported, else fp32.
+    threads: intra-op threads per session (None lets ONNX Runtime decide).
+    """
+    return Encoder(resources.resolve_model_dir(model), device=device, precision=precision,
+                   threads=threads, batch_size=batch_size)
+
+
+class Encoder:
+    """Image and text towers of one model; every `encode_*` returns float32 L2-normalised `[N, D]`."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        device: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+        batch_size: int = 32,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir)
+        self.manifest = Manifest.load(self.model_dir)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.device = _pick_device(device, ort.get_available_providers())
+        self.precision = precision or ("fp16" if self.device == "cuda" and "fp16" in self.manifest.variants else "fp32")
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        self._sessions = {
+            tower: ort.InferenceSession(str(self.model_dir / self.manifest.graph(tower, self.precision)),
+                                        sess_options=options, providers=providers)
+            for tower in ("image", "text")
+        }
+        self.preprocess = ImagePreprocessor(self.manifest.image)
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / self.manifest.text.tokenizer))
+        self._configure_tokenizer()
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.embedding_dim
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    def encode_images(self, items: Iterable[ImageSource]) -> np.ndarray:
+        """Embed images given as paths, bytes or PIL images; bad items raise ImageDecodeError/ImageTooLargeError."""
+        pixels = [self.preprocess(load_image(item, self.max_pixels)) for item in items]
+        if not pixels:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_pixels(np.stack(pixels))
+
+    def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
+        """Embed already preprocessed pixels `float32[N, 3, H, W]` (see `preprocess`)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        size = self.manifest.image.size
+        if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
+            raise InputError(f"pixel batch must have shape [N, 3, {size}, {size}], got {list(batch.shape)}")
+        outputs = [self._run("image", {"pixel_values": batch[start:start + self.batch_size]})
+                   for start in range(0, len(batch), self.batch_size)]
+        return _normalize(np.concatenate(outputs)) if outputs else np.zeros((0, self.dim), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed strings; texts longer than the context are truncated (logged at debug level)."""
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str):
+                raise InputError(f"texts must be strings, got {type(text).__name__}")
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        outputs = [self._run("text", self.tokenize(texts[start:start + self.batch_size]))
+                   for start in range(0, len(texts), self.batch_size)]
+        return _normalize(np.concatenate(outputs))
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token ids and attention mask (`int64[N, L]`) exactly as fed to the text graph."""
+        spec = self.manifest.text
+        encodings = self.tokenizer.encode_batch([t.lower() if spec.lowercase else t for t in texts])
+        for index, encoding in enumerate(encodings):
+            if encoding.overflowing:
+                logger.debug("text %d truncated to the %d-token context: %r", index, spec.context_length, texts[index][:80])
+        return {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _configure_tokenizer(self) -> None:
+        spec = self.manifest.text
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        # tokenizers truncates before adding special tokens, so the end token is always kept
+        self.tokenizer.enable_truncation(max_length=spec.context_length)
+        self.tokenizer.enable_padding(pad_id=spec.pad_id, length=spec.context_length if spec.pad_to_context else None)
+
+
+    def _run(self, tower: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        session = self._sessions[tower]
+        if self.device != "cuda":
+            return session.run(["embedding"], inputs)[0]
+        binding = session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        binding.bind_output("embedding", "cuda")
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.model_id!r}, dim={self.dim}, device={self.device!r}, precision={self.precision!r})"
+
+
+def _normalize(embeddings: np.ndarray) -> np.ndarray:
+    """float32 rows of unit L2 norm (re-normalised: fp16/int8 graphs drift slightly off 1)."""
+    embeddings = embeddings.astype(np.float32, copy=False)
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+
+
+def _pick_device(device: str, available: list[str]) -> str:
+    if device not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+    has_cuda = CUDA_PROVIDER in available
+    if device == "cuda" and not has_cuda:
+        raise CIRError(
+            "device='cuda' requested but ONNX Runtime has no CUDA provider: "
+            "install `pip install 'opensearch-cir[gpu]'` (onnxruntime-gpu) on a machine with a GPU"
+        )
+    return "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
