@@ -1,0 +1,1 @@
+"""Composed queries: strategies (vector maths), caption rewriting, and the query object."""

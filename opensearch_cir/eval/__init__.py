@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics and the benchmarks behind `cir eval`."""
