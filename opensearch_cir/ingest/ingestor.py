@@ -1,0 +1,385 @@
+"""The ingestion pipeline: read → decode/preprocess (worker threads) → encode → bulk write.
+
+Records are read and decoded in a thread pool while the previous batch is being encoded and
+written, so decoding overlaps encoding. Document ids are the sha256 of the image bytes, so
+re-ingesting an image updates its document instead of adding a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+import numpy as np
+
+from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
+from ..errors import CIRError, InputError
+from .records import Record, is_remote
+from .report import ErrorLog, Failure, IngestReport, StageTimer
+from .sources import BadRow
+from .writer import BulkWriter, Document
+
+log = logging.getLogger(__name__)
+
+MAX_REMOTE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class _Prepared:
+    record: Record
+    content_hash: str
+    pixels: np.ndarray
+
+
+class _StageError(Exception):
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(str(cause))
+        self.stage = stage
+        self.cause = cause
+
+
+def fetch_remote(url: str, timeout: float = 20.0, max_bytes: int = MAX_REMOTE_BYTES) -> bytes:
+    """GET an image over http(s), refusing bodies over `max_bytes`."""
+    import httpx
+
+    chunks, size = [], 0
+    with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+        if response.status_code != 200:
+            raise InputError(f"{url}: HTTP {response.status_code}")
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise InputError(f"{url}: more than {max_bytes} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def mean_caption_vectors(vectors: np.ndarray, counts: list[int]) -> list[np.ndarray | None]:
+    """Per record, the re-normalised mean of its caption vectors (None without captions)."""
+    out: list[np.ndarray | None] = []
+    start = 0
+    for count in counts:
+        if count == 0:
+            out.append(None)
+            continue
+        mean = vectors[start:start + count].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        out.append(mean / norm if norm > 0 else None)
+        start += count
+    return out
+
+
+class Ingestor:
+    """Index images (with captions and metadata) into `index` using `encoder`.
+
+    Use as a context manager or call `close()`; `add(record)` and `add_many(records)` accept
+    `Record`s or dicts (see `Record.from_mapping`). Nothing is lost silently: every input ends up
+    indexed, skipped (already indexed with `resume`, or a duplicate within the run) or failed,
+    and each failure is written to `errors` (a JSONL path or text stream) with its reason.
+
+    batch_size: images per encoder call and per bulk request. workers: decode threads.
+    resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
+    images. progress: show a tqdm bar (`total` sets its length).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        index: str,
+        encoder: Any,
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        resume: bool = False,
+        errors: str | Path | IO[str] | None = None,
+        allow_remote: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        progress: bool = False,
+        total: int | None = None,
+        max_retries: int = 5,
+        retry_backoff: float = 0.5,
+        refresh: bool = True,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.client = client
+        self.index = index
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.resume = resume
+        self.allow_remote = allow_remote
+        self.max_pixels = max_pixels
+        self.refresh = refresh
+        self.report = IngestReport()
+        self._timer = StageTimer(self.report.timings)
+        self._errors = ErrorLog(errors)
+        self._writer = BulkWriter(client, index, max_retries=max_retries, backoff=retry_backoff)
+        self._preprocess = ImagePreprocessor(encoder.manifest.image)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
+        self._pending: deque[tuple[Record, Future]] = deque()
+        self._seen: dict[str, str] = {}
+        self._started = time.perf_counter()
+        self._closed = False
+        self._progress = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._progress = tqdm(total=total, unit="img", desc=f"ingest {index}", dynamic_ncols=True)
+        if resume:
+            self._refresh_index()
+
+    # -- public API ------------------------------------------------------------------------
+
+    def add(self, record: Record | BadRow | dict) -> None:
+        """Queue one record; batches are encoded and written as they fill up."""
+        if self._closed:
+            raise CIRError("this Ingestor is closed")
+        self.report.input += 1
+        if isinstance(record, BadRow):
+            self._fail(record.source, "read", "InputError", record.reason)
+            return
+        if not isinstance(record, Record):
+            try:
+                record = Record.from_mapping(record)
+            except InputError as exc:
+                self._fail(f"record {self.report.input}", "read", type(exc).__name__, str(exc))
+                return
+        self._pending.append((record, self._pool.submit(self._prepare, record)))
+        if len(self._pending) >= 2 * self.batch_size:
+            self._process_batch()
+
+    def add_many(self, records: Iterable[Record | BadRow | dict]) -> IngestReport:
+        for record in records:
+            self.add(record)
+        return self.report
+
+    def flush(self) -> None:
+        """Encode and write everything queued so far."""
+        while self._pending:
+            self._process_batch()
+
+    def close(self) -> IngestReport:
+        """Flush, refresh the index, release the threads and return the report."""
+        if self._closed:
+            return self.report
+        try:
+            if self.report.interrupted is None:
+                self.flush()
+                if self.refresh and self.report.indexed:
+                    self.client.indices.refresh(index=self.index)
+        finally:
+            self._shutdown()
+        return self.report
+
+    def __enter__(self) -> "Ingestor":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._shutdown()
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _read(self, record: Record) -> bytes:
+        image = record.image
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return bytes(image)
+        if is_remote(image):
+            if not self.allow_remote:
+                raise InputError(f"{image}: remote URLs are disabled (enable with --allow-remote / allow_remote=True)")
+            return fetch_remote(image)
+        try:
+            data = Path(image).read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{image}: no such file") from None
+        except OSError as exc:
+            raise InputError(f"{image}: cannot be read ({exc.strerror or exc})") from exc
+        if not data:
+            raise InputError(f"{image}: empty file")
+        return data
+
+    def _prepare(self, record: Record) -> _Prepared:
+        """Worker thread: read the bytes, hash them, decode and preprocess."""
+        try:
+            with self._timer("read"):
+                data = self._read(record)
+                content_hash = hashlib.sha256(data).hexdigest()
+        except Exception as exc:
+            raise _StageError("read", exc) from exc
+        try:
+            with self._timer("decode"):
+                pixels = self._preprocess(load_image(data, max_pixels=self.max_pixels))
+        except Exception as exc:
+            raise _StageError("decode", exc) from exc
+        return _Prepared(record, content_hash, pixels)
+
+    def _process_batch(self) -> None:
+        batch: list[_Prepared] = []
+        with self._timer("wait"):
+            for _ in range(min(self.batch_size, len(self._pending))):
+                record, future = self._pending.popleft()
+                try:
+                    batch.append(future.result())
+                except _StageError as exc:
+                    self._fail(record.name, exc.stage, type(exc.cause).__name__, str(exc.cause))
+        batch = self._drop_known(batch)
+        if not batch:
+            self._update_progress()
+            return
+        try:
+            documents = self._encode(batch)
+        except Exception as exc:  # the encoder failed on the whole batch
+            for item in batch:
+                self._fail(item.record.name, "encode", type(exc).__name__, str(exc))
+            self._update_progress()
+            return
+        try:
+            with self._timer("write"):
+                indexed, failed = self._writer.write(documents)
+        except Exception as exc:
+            self.report.interrupted = str(exc)
+            self.report.retried_items = self._writer.retried_items
+            for item in batch:  # not known to be written: a later run must retry them
+                self._seen.pop(item.content_hash, None)
+            raise
+        self.report.indexed += len(indexed)
+        self.report.retried_items = self._writer.retried_items
+        for document, reason in failed:
+            self._seen.pop(document.doc_id, None)
+            self._fail(document.name, "write", "BulkItemError", reason)
+        self._update_progress()
+
+    def _drop_known(self, batch: list[_Prepared]) -> list[_Prepared]:
+        """Skip images seen earlier in this run and, with `resume`, those already indexed."""
+        fresh: list[_Prepared] = []
+        for item in batch:
+            first = self._seen.get(item.content_hash)
+            if first is not None:
+                self._skip(f"duplicate image in this run (same bytes as {first})")
+            else:
+                self._seen[item.content_hash] = item.record.name
+                fresh.append(item)
+        if not self.resume or not fresh:
+            return fresh
+        with self._timer("lookup"):
+            indexed = self._indexed_hashes([item.content_hash for item in fresh])
+        for item in fresh:
+            if item.content_hash in indexed:
+                self._skip("already indexed")
+        return [item for item in fresh if item.content_hash not in indexed]
+
+    def _encode(self, batch: list[_Prepared]) -> list[Document]:
+        with self._timer("encode_images"):
+            image_vectors = self.encoder.encode_pixels(np.stack([item.pixels for item in batch]))
+        captions = [caption for item in batch for caption in item.record.captions]
+        caption_vectors: list[np.ndarray | None] = [None] * len(batch)
+        if captions:
+            with self._timer("encode_texts"):
+                caption_vectors = mean_caption_vectors(
+                    self.encoder.encode_texts(captions), [len(item.record.captions) for item in batch]
+                )
+        return [
+            Document(item.content_hash, self._source(item, image_vector, caption_vector), item.record.name)
+            for item, image_vector, caption_vector in zip(batch, image_vectors, caption_vectors)
+        ]
+
+    def _source(self, item: _Prepared, image_vector: np.ndarray, caption_vector: np.ndarray | None) -> dict:
+        record = item.record
+        source: dict[str, Any] = {
+            "image_vector": [float(v) for v in image_vector],
+            "content_hash": item.content_hash,
+            "model_id": self.encoder.model_id,
+        }
+        if record.uri:
+            source["image_uri"] = record.uri
+        if record.captions:
+            source["caption"] = record.captions[0] if len(record.captions) == 1 else list(record.captions)
+        if caption_vector is not None:
+            source["caption_vector"] = [float(v) for v in caption_vector]
+        if record.metadata:
+            source["metadata"] = {key: _keyword_value(value) for key, value in record.metadata.items()}
+        return source
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _indexed_hashes(self, hashes: list[str]) -> set[str]:
+        from ..admin import status_of
+
+        body = {"size": len(hashes), "query": {"terms": {"content_hash": hashes}}, "_source": ["content_hash"]}
+        try:
+            response = self.client.search(index=self.index, body=body)
+        except Exception as exc:
+            if status_of(exc) == 404:  # no index yet: nothing indexed
+                return set()
+            raise
+        return {hit["_source"]["content_hash"] for hit in response["hits"]["hits"]}
+
+    def _refresh_index(self) -> None:
+        if self.client.indices.exists(index=self.index):
+            self.client.indices.refresh(index=self.index)
+
+    def _fail(self, source: str, stage: str, error: str, reason: str) -> None:
+        failure = Failure(source=source, stage=stage, error=error, reason=reason)
+        self.report.failed += 1
+        self.report.failures.append(failure)
+        self._errors.write(failure)
+        log.debug("failed %s at %s: %s", source, stage, reason)
+
+    def _skip(self, reason: str) -> None:
+        self.report.skipped += 1
+        self.report.skip_reasons[reason.split(" (")[0]] += 1
+
+    def _update_progress(self) -> None:
+        if self._progress is not None:
+            report = self.report
+            self._progress.n = report.indexed + report.skipped + report.failed
+            self._progress.set_postfix(indexed=report.indexed, skipped=report.skipped, failed=report.failed)
+
+    def _shutdown(self) -> None:
+        for _, future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.report.seconds = time.perf_counter() - self._started
+        self._errors.close()
+        if self._progress is not None:
+            self._update_progress()
+            self._progress.close()
+        self._closed = True
+
+
+def _keyword_value(value: Any) -> Any:
+    """Metadata values as OpenSearch keyword-friendly scalars (lists kept, nested objects as JSON)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_keyword_value(v) for v in value]
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def ingest(
+    client: Any,
+    index: str,
+    encoder: Any,
+    source: str | Path | Iterable,
+    **options: Any,
+) -> IngestReport:
+    """Ingest a folder, a manifest file or an iterable of records; returns the report."""
+    from .sources import open_source
+
+    records, total = open_source(source)
+    options.setdefault("total", total)
+    ingestor = Ingestor(client, index, encoder, **options)
+    try:
+        ingestor.add_many(records)
+    finally:
+        ingestor.close()
+    return ingestor.report

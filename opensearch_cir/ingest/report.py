@@ -1,0 +1,111 @@
+"""What an ingestion run did: counts that add up, per-stage timings, and every failure with its reason."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Iterator
+
+STAGES = ("read", "decode", "wait", "lookup", "encode_images", "encode_texts", "write")
+
+
+@dataclass
+class Failure:
+    """One input that was not indexed. stage: read | decode | encode | write."""
+
+    source: str
+    stage: str
+    error: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """Counts (indexed + skipped + failed + not_processed == input), timings and failures.
+
+    timings: seconds per stage; `read` and `decode` run in worker threads and are summed over
+    them, the others are the main thread's. `not_processed` is non-zero only for an interrupted run.
+    """
+
+    input: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retried_items: int = 0
+    seconds: float = 0.0
+    interrupted: str | None = None
+    skip_reasons: Counter = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def not_processed(self) -> int:
+        return self.input - self.indexed - self.skipped - self.failed
+
+    @property
+    def items_per_second(self) -> float:
+        return (self.indexed + self.skipped + self.failed) / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        line = (
+            f"input {self.input}: indexed {self.indexed}, skipped {self.skipped}, failed {self.failed}"
+            f" in {self.seconds:.1f} s ({self.items_per_second:.1f} items/s)"
+        )
+        if self.skip_reasons:
+            line += "; skipped: " + ", ".join(f"{n} {why}" for why, n in self.skip_reasons.items())
+        if self.retried_items:
+            line += f"; {self.retried_items} bulk item retries"
+        if self.interrupted:
+            line += f"\nINTERRUPTED, {self.not_processed} not processed: {self.interrupted}. Re-run with --resume."
+        return line
+
+    def timing_summary(self) -> str:
+        return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self.timings.items() if seconds)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["skip_reasons"] = dict(self.skip_reasons)
+        data["not_processed"] = self.not_processed
+        data["items_per_second"] = self.items_per_second
+        return data
+
+
+class StageTimer:
+    """Thread-safe accumulation of seconds per stage into a report's `timings`."""
+
+    def __init__(self, timings: dict[str, float]):
+        self._timings = timings
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self._timings[stage] = self._timings.get(stage, 0.0) + elapsed
+
+
+class ErrorLog:
+    """Appends each failure as one JSON line (flushed at once, so a crash loses nothing)."""
+
+    def __init__(self, target: str | Path | IO[str] | None):
+        self._owned = isinstance(target, (str, Path))
+        self._handle: IO[str] | None = open(target, "w", encoding="utf-8") if self._owned else target
+
+    def write(self, failure: Failure) -> None:
+        if self._handle is not None:
+            self._handle.write(json.dumps(asdict(failure), ensure_ascii=False) + "\n")
+            self._handle.flush()
+
+    def close(self) -> None:
+        if self._owned and self._handle is not None:
+            self._handle.close()
+        self._handle = None

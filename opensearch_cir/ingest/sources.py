@@ -1,0 +1,140 @@
+"""Readers: turn a folder of images or a manifest file into `Record`s.
+
+- A directory tree of images; a sidecar `NAME.txt` (one caption per line) or `NAME.json`
+  (`{"caption": ...}` or `{"captions": [...]}`, optional `"metadata": {...}`) beside `NAME.jpg`
+  gives its captions. Files that are not images by extension are ignored; images that do not
+  decode are reported as failures later, never skipped silently.
+- A manifest: `.jsonl`, `.csv` or `.parquet`, one row per image (or per image and caption:
+  consecutive rows with the same image are merged), columns `image` (or path/file/url),
+  `caption` or `captions` (a list; in CSV a JSON list), an optional `metadata` object (JSONL,
+  Parquet) and any other columns as metadata. Relative paths are relative to the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import InputError
+from .records import Record
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif", ".avif", ".heic", ".ppm"}
+)
+MANIFEST_EXTENSIONS = (".jsonl", ".ndjson", ".csv", ".parquet")
+
+
+@dataclass
+class BadRow:
+    """A manifest row that could not become a record; the ingestor counts it as a failure."""
+
+    source: str
+    reason: str
+
+
+def iter_directory(root: str | Path) -> Iterator[Record]:
+    """Records for every image file under `root` (recursively, sorted), with sidecar captions."""
+    root = Path(root)
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
+        captions: list[str] = []
+        metadata: dict = {}
+        sidecar_txt, sidecar_json = path.with_suffix(".txt"), path.with_suffix(".json")
+        if sidecar_json.is_file():
+            try:
+                data = json.loads(sidecar_json.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    captions = data.get("captions") or data.get("caption") or []
+                    metadata = dict(data.get("metadata") or {})
+                elif isinstance(data, (list, str)):
+                    captions = data
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                log.warning("%s: unreadable sidecar ignored (%s)", sidecar_json, exc)
+        if not captions and sidecar_txt.is_file():
+            try:
+                captions = sidecar_txt.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning("%s: unreadable sidecar ignored (%s)", sidecar_txt, exc)
+        relative = path.relative_to(root).as_posix()
+        yield Record(image=str(path), captions=captions, metadata=metadata, uri=relative, source=relative)
+
+
+def count_directory(root: str | Path) -> int:
+    return sum(1 for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield number, InputError(f"not JSON ({exc.msg})")
+    elif suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            for number, row in enumerate(csv.DictReader(handle), 2):
+                captions = row.get("captions")
+                if captions and captions.lstrip().startswith("["):
+                    try:
+                        row["captions"] = json.loads(captions)
+                    except json.JSONDecodeError as exc:
+                        row = InputError(f"captions column is not a JSON list ({exc.msg})")
+                yield number, row
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    else:
+        raise InputError(f"{path}: unknown manifest type (expected {', '.join(MANIFEST_EXTENSIONS)})")
+
+
+def iter_manifest(path: str | Path) -> Iterator[Record | BadRow]:
+    """Records from a JSONL / CSV / Parquet manifest; consecutive rows of one image are merged.
+    A malformed row becomes a `BadRow` (reported as a failure, the rest goes on)."""
+    path = Path(path)
+    pending: Record | None = None
+    for number, row in _rows(path):
+        source = f"{path.name}:{number}"
+        try:
+            if isinstance(row, Exception):
+                raise row
+            if not isinstance(row, dict):
+                raise InputError("expected an object per row")
+            record = Record.from_mapping(row, base_dir=path.parent, source=source)
+        except InputError as exc:
+            yield BadRow(source=source, reason=str(exc))
+            continue
+        if pending is not None and record.image == pending.image and not isinstance(record.image, bytes):
+            pending.captions.extend(c for c in record.captions if c not in pending.captions)
+            pending.metadata.update(record.metadata)
+            continue
+        if pending is not None:
+            yield pending
+        pending = record
+    if pending is not None:
+        yield pending
+
+
+def open_source(source: str | Path | Iterable) -> tuple[Iterable[Record | BadRow], int | None]:
+    """(records, count or None) for a folder, a manifest file, or an iterable of records/dicts."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            return iter_directory(path), count_directory(path)
+        if path.is_file():
+            return iter_manifest(path), None
+        raise InputError(f"{source}: no such file or folder")
+    length = len(source) if hasattr(source, "__len__") else None
+    return (item if isinstance(item, (Record, BadRow)) else Record.from_mapping(item) for item in source), length

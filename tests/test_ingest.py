@@ -1,0 +1,298 @@
+"""Ingestion: sources, content-hash ids, failure modes (bad files, 429 per bulk item, a dropped
+connection then --resume) and the report's bookkeeping, on the tiny real encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from opensearch_cir.errors import EngineError, IngestInterruptedError
+from opensearch_cir.ingest import Ingestor, Record, ingest, iter_manifest, mean_caption_vectors
+
+INDEX = "cir-test"
+
+
+class _Namespace:
+    def __init__(self, **methods):
+        self.__dict__.update(methods)
+
+
+class InMemoryClient:
+    """The documented opensearch-py subset over dicts: enough to observe what ingestion writes."""
+
+    def __init__(self):
+        self.indices_store: dict[str, dict] = {}
+        self.mappings: dict[str, dict] = {}
+        self.templates: dict[str, dict] = {}
+        self.pipelines: dict[str, dict] = {}
+        self.writes: Counter = Counter()  # (index, id) -> successful index operations
+        self.indices = _Namespace(
+            create=self._create, exists=lambda index: index in self.indices_store,
+            delete=lambda index: self.indices_store.pop(index), refresh=lambda index: {"_shards": {}},
+            put_index_template=lambda name, body: self.templates.__setitem__(name, body),
+            get_mapping=self._get_mapping, put_mapping=self._put_mapping,
+        )
+        self.search_pipeline = _Namespace(put=self._put_pipeline, get=self._get_pipeline)
+
+    def _create(self, index, body):
+        if index in self.indices_store:
+            raise EngineError(f"resource_already_exists_exception: {index}", status=400)
+        self.indices_store[index] = {}
+        self.mappings[index] = json.loads(json.dumps(body.get("mappings", {})))
+
+    def _get_mapping(self, index):
+        if index not in self.mappings:
+            raise EngineError(f"no such index [{index}]", status=404)
+        return {index: {"mappings": self.mappings[index]}}
+
+    def _put_mapping(self, index, body):
+        mapping = self.mappings[index]
+        mapping.setdefault("properties", {}).update(body.get("properties", {}))
+        if "_meta" in body:
+            mapping["_meta"] = body["_meta"]
+
+    def _put_pipeline(self, id, body):
+        self.pipelines[id] = body
+
+    def _get_pipeline(self, id):
+        if id not in self.pipelines:
+            raise EngineError(f"pipeline {id} not found", status=404)
+        return {id: self.pipelines[id]}
+
+    def bulk(self, body, index=None, refresh=None):
+        items = []
+        for action, source in zip(body[::2], body[1::2]):
+            meta = action["index"]
+            docs = self.indices_store.setdefault(meta["_index"], {})
+            result = "updated" if meta["_id"] in docs else "created"
+            docs[meta["_id"]] = source
+            self.writes[(meta["_index"], meta["_id"])] += 1
+            items.append({"index": {"_index": meta["_index"], "_id": meta["_id"], "status": 201, "result": result}})
+        return {"took": 1, "errors": False, "items": items}
+
+    def search(self, index, body, params=None):
+        if index not in self.indices_store:
+            raise EngineError(f"no such index [{index}]", status=404)
+        wanted = set(body["query"]["terms"]["content_hash"])
+        hits = [
+            {"_id": doc_id, "_score": 1.0, "_source": {"content_hash": doc["content_hash"]}}
+            for doc_id, doc in self.indices_store[index].items() if doc["content_hash"] in wanted
+        ]
+        return {"hits": {"total": {"value": len(hits), "relation": "eq"}, "hits": hits[: body["size"]]}}
+
+    def count(self, index, body=None):
+        return {"count": len(self.indices_store.get(index, {}))}
+
+
+class FlakyBulk(InMemoryClient):
+    """Rejects chosen items with a per-item status a number of times, or drops the connection."""
+
+    def __init__(self, reject=None, times=1, drop_after_calls=None):
+        super().__init__()
+        self.reject = reject or {}  # id -> (status, error type)
+        self.times = Counter({doc_id: times for doc_id in self.reject})
+        self.drop_after_calls = drop_after_calls
+        self.calls = 0
+
+    def bulk(self, body, index=None, refresh=None):
+        self.calls += 1
+        if self.drop_after_calls is not None and self.calls > self.drop_after_calls:
+            raise ConnectionResetError("connection reset by peer")
+        accepted, items = [], []
+        for action, source in zip(body[::2], body[1::2]):
+            doc_id = action["index"]["_id"]
+            if doc_id in self.reject and self.times[doc_id] > 0:
+                self.times[doc_id] -= 1
+                status, kind = self.reject[doc_id]
+                items.append({"index": {"_id": doc_id, "status": status, "error": {"type": kind, "reason": "rejected"}}})
+            else:
+                accepted += [action, source]
+                items.append(None)
+        written = iter(super().bulk(accepted)["items"]) if accepted else iter(())
+        items = [item if item is not None else next(written) for item in items]
+        return {"took": 1, "errors": any("error" in next(iter(i.values())) for i in items), "items": items}
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny")), threads=1, device="cpu")
+
+
+def _png(color, size=(40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """12 distinct good images (some captioned by sidecars) mixed with 4 bad files and a non-image."""
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    good = {}
+    for i in range(12):
+        path = root / ("sub" if i % 3 == 0 else ".") / f"img{i:02d}.png"
+        data = _png((i * 20, 255 - i * 20, (i * 37) % 256))
+        path.write_bytes(data)
+        good[path.relative_to(root).as_posix()] = _sha(data)
+    (root / "img00.txt").write_text("unused: no image of that name at this level\n")
+    (root / "img01.txt").write_text("a green square\na bright square\n")
+    (root / "img02.json").write_text(json.dumps({"caption": "a red dress", "metadata": {"colour": "red"}}))
+    (root / "broken.jpg").write_bytes(b"this is not a jpeg at all")
+    (root / "empty.png").write_bytes(b"")
+    (root / "truncated.png").write_bytes(_png("blue")[:60])
+    (root / "sub" / "text.webp").write_bytes(b"RIFF....WEBPgarbage")
+    (root / "notes.md").write_text("not an image, ignored by extension")
+    bad = {"broken.jpg", "empty.png", "truncated.png", "sub/text.webp"}
+    return root, good, bad
+
+
+def _errors(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_folder_with_bad_files(folder, encoder, tmp_path):
+    root, good, bad = folder
+    client = InMemoryClient()
+    report = ingest(client, INDEX, encoder, root, errors=tmp_path / "errors.jsonl", batch_size=5, retry_backoff=0)
+    assert (report.input, report.indexed, report.failed, report.skipped) == (16, 12, 4, 0)
+    assert report.indexed + report.skipped + report.failed == report.input
+    docs = client.indices_store[INDEX]
+    assert set(docs) == set(good.values())  # ids are the sha256 of the image bytes
+    errors = _errors(tmp_path / "errors.jsonl")
+    assert {e["source"] for e in errors} == bad
+    assert all(e["stage"] in ("read", "decode") and e["reason"] for e in errors)
+    captioned = docs[good["img01.png"]]
+    assert captioned["caption"] == ["a green square", "a bright square"]
+    assert docs[good["img02.png"]]["metadata"] == {"colour": "red"}
+    assert np.isclose(np.linalg.norm(captioned["caption_vector"]), 1.0, atol=1e-5)
+    assert "caption" not in docs[good["img04.png"]]
+    assert docs[good["sub/img03.png"]]["image_uri"] == "sub/img03.png"
+    assert docs[good["img04.png"]]["model_id"] == encoder.model_id
+    vector = np.array(docs[good["img04.png"]]["image_vector"], dtype=np.float32)
+    expected = encoder.encode_images([root / "img04.png"])[0]
+    assert np.allclose(vector, expected, atol=1e-5)
+    assert report.timings["encode_images"] > 0 and report.timings["decode"] > 0
+
+
+def test_reingest_updates_instead_of_duplicating(folder, encoder):
+    root, good, _ = folder
+    client = InMemoryClient()
+    ingest(client, INDEX, encoder, root, retry_backoff=0)
+    again = ingest(client, INDEX, encoder, root, retry_backoff=0)
+    assert again.indexed == 12
+    assert len(client.indices_store[INDEX]) == 12
+    resumed = ingest(client, INDEX, encoder, root, resume=True, retry_backoff=0)
+    assert (resumed.indexed, resumed.skipped, resumed.failed) == (0, 12, 4)
+    assert resumed.skip_reasons == {"already indexed": 12}
+
+
+def test_bulk_items_rejected_with_429_are_retried(folder, encoder, tmp_path):
+    root, good, _ = folder
+    ids = sorted(good.values())
+    rejected = {ids[0]: (429, "es_rejected_execution_exception"), ids[5]: (429, "es_rejected_execution_exception"),
+                ids[7]: (400, "mapper_parsing_exception")}
+    client = FlakyBulk(reject=rejected, times=2)
+    report = ingest(client, INDEX, encoder, root, errors=tmp_path / "e.jsonl", batch_size=4, retry_backoff=0)
+    assert report.indexed == 11 and report.failed == 5
+    assert report.retried_items == 4  # two 429 items, two retries each
+    assert (INDEX, ids[0]) in client.writes and (INDEX, ids[7]) not in client.writes
+    assert all(count == 1 for count in client.writes.values())
+    write_errors = [e for e in _errors(tmp_path / "e.jsonl") if e["stage"] == "write"]
+    assert len(write_errors) == 1 and "mapper_parsing_exception" in write_errors[0]["reason"]
+
+
+def test_persistent_429_ends_as_failure_not_loss(encoder, tmp_path):
+    data = _png("purple")
+    client = FlakyBulk(reject={_sha(data): (429, "es_rejected_execution_exception")}, times=100)
+    with Ingestor(client, INDEX, encoder, max_retries=3, retry_backoff=0, errors=tmp_path / "e.jsonl") as ingestor:
+        ingestor.add(Record(data, captions="purple square", uri="mem://purple"))
+    assert (ingestor.report.indexed, ingestor.report.failed) == (0, 1)
+    assert "429" in _errors(tmp_path / "e.jsonl")[0]["reason"]
+
+
+def test_connection_drop_then_resume(folder, encoder, tmp_path):
+    root, good, bad = folder
+    flaky = FlakyBulk(drop_after_calls=1)
+    with pytest.raises(IngestInterruptedError):
+        ingest(flaky, INDEX, encoder, root, batch_size=3, max_retries=2, retry_backoff=0)
+    first = len(flaky.indices_store[INDEX])
+    assert 0 < first < len(good)
+
+    healthy = InMemoryClient()  # the same data, the connection back
+    healthy.indices_store, healthy.writes = flaky.indices_store, flaky.writes
+    report = ingest(healthy, INDEX, encoder, root, resume=True, batch_size=3, errors=tmp_path / "e.jsonl", retry_backoff=0)
+    assert report.skipped == first and report.indexed == len(good) - first
+    assert report.indexed + report.skipped + report.failed == report.input == len(good) + len(bad)
+    assert set(healthy.indices_store[INDEX]) == set(good.values())
+    assert all(count == 1 for count in healthy.writes.values())  # every good input written exactly once
+    assert {e["source"] for e in _errors(tmp_path / "e.jsonl")} == bad
+
+
+def test_manifests_jsonl_csv_parquet(encoder, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = tmp_path / "img"
+    images.mkdir()
+    for name, color in (("a.png", "red"), ("b.png", "green")):
+        (images / name).write_bytes(_png(color))
+    rows = [
+        {"image": "img/a.png", "caption": "a red square", "brand": "acme"},
+        {"image": "img/a.png", "caption": "crimson block"},  # same image: captions merged
+        {"image": "img/b.png", "captions": ["green", "lime square"], "metadata": {"size": "L"}},
+        {"caption": "no image here"},
+        {"image": "img/missing.png"},
+        {"image": "https://example.com/x.png"},  # remote disabled by default
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    (tmp_path / "m.csv").write_text(
+        "image,caption,brand\nimg/a.png,a red square,acme\nimg/a.png,crimson block,\nimg/b.png,green,\n"
+    )
+    pq.write_table(pa.Table.from_pylist([{"image": "img/b.png", "captions": ["green", "lime"]}]), tmp_path / "m.parquet")
+
+    client = InMemoryClient()
+    report = ingest(client, "cir-jsonl", encoder, tmp_path / "m.jsonl", errors=tmp_path / "e.jsonl", retry_backoff=0)
+    assert (report.input, report.indexed, report.failed) == (6, 2, 4)
+    reasons = " ".join(e["reason"] for e in _errors(tmp_path / "e.jsonl"))
+    assert "no image" in reasons and "no such file" in reasons and "remote URLs are disabled" in reasons
+    assert "not JSON" in reasons
+    doc_a = client.indices_store["cir-jsonl"][_sha((images / "a.png").read_bytes())]
+    assert doc_a["caption"] == ["a red square", "crimson block"] and doc_a["metadata"] == {"brand": "acme"}
+
+    assert [len(r.captions) for r in iter_manifest(tmp_path / "m.csv")] == [2, 1]
+    parquet = ingest(client, "cir-parquet", encoder, tmp_path / "m.parquet", retry_backoff=0)
+    assert parquet.indexed == 1
+    assert next(iter(client.indices_store["cir-parquet"].values()))["caption"] == ["green", "lime"]
+
+
+def test_hook_api_and_duplicates_within_a_run(encoder):
+    client = InMemoryClient()
+    data = _png("orange")
+    with Ingestor(client, INDEX, encoder, batch_size=2) as ingestor:
+        ingestor.add({"image": data, "caption": "an orange square", "uri": "s3://bucket/o.png"})
+        ingestor.add(Record(data, captions=["copy"]))
+        ingestor.add_many([Record(_png("black")), Record(_png("white"))])
+    report = ingestor.report
+    assert (report.input, report.indexed, report.skipped) == (4, 3, 1)
+    assert client.indices_store[INDEX][_sha(data)]["image_uri"] == "s3://bucket/o.png"
+
+
+def test_mean_caption_vectors_renormalises():
+    vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    means = mean_caption_vectors(vectors, [2, 0, 1])
+    assert np.allclose(means[0], [2**-0.5, 2**-0.5]) and means[1] is None and np.allclose(means[2], [0.6, 0.8])
