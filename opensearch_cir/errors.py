@@ -44,3 +44,7 @@ class IndexMismatchError(CIRError):
 
 class BodyValidationError(CIRError):
     """A request body does not conform to the OpenSearch API spec or to our stricter rules."""
+
+
+class IngestInterruptedError(CIRError):
+    """Ingestion stopped because the engine stayed unreachable; re-run with `--resume` to go on."""
