@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import resources
 from ..errors import CIRError, InputError
-from .manifest import Manifest
+from .manifest import Manifest, TextSpec
 from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource, load_image
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ class Encoder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.model_dir = Path(model_dir)
         self.manifest = Manifest.load(self.model_dir)
@@ -73,9 +72,9 @@ class Encoder:
                                         sess_options=options, providers=providers)
             for tower in ("image", "text")
         }
+        self._input_names = {tower: [i.name for i in session.get_inputs()] for tower, session in self._sessions.items()}
         self.preprocess = ImagePreprocessor(self.manifest.image)
-        self.tokenizer = Tokenizer.from_file(str(self.model_dir / self.manifest.text.tokenizer))
-        self._configure_tokenizer()
+        self.tokenizer = load_tokenizer(self.model_dir / self.manifest.text.tokenizer, self.manifest.text)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -117,30 +116,14 @@ class Encoder:
         return _normalize(np.concatenate(outputs))
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Token ids and attention mask (`int64[N, L]`) exactly as fed to the text graph."""
-        spec = self.manifest.text
-        encodings = self.tokenizer.encode_batch([t.lower() if spec.lowercase else t for t in texts])
-        for index, encoding in enumerate(encodings):
-            if encoding.overflowing:
-                logger.debug("text %d truncated to the %d-token context: %r", index, spec.context_length, texts[index][:80])
-        return {
-            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-        }
+        """Token ids and attention mask (`int64[N, L]`) as fed to the text graph."""
+        return tokenize_texts(self.tokenizer, self.manifest.text, texts)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _configure_tokenizer(self) -> None:
-        spec = self.manifest.text
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
-        # tokenizers truncates before adding special tokens, so the end token is always kept
-        self.tokenizer.enable_truncation(max_length=spec.context_length)
-        self.tokenizer.enable_padding(pad_id=spec.pad_id, length=spec.context_length if spec.pad_to_context else None)
-
-
     def _run(self, tower: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         session = self._sessions[tower]
+        inputs = {name: inputs[name] for name in self._input_names[tower]}  # SigLIP's text graph has no mask
         if self.device != "cuda":
             return session.run(["embedding"], inputs)[0]
         binding = session.io_binding()
@@ -152,6 +135,31 @@ class Encoder:
 
     def __repr__(self) -> str:
         return f"Encoder({self.model_id!r}, dim={self.dim}, device={self.device!r}, precision={self.precision!r})"
+
+
+def load_tokenizer(path: str | os.PathLike, spec: TextSpec):
+    """A `tokenizers.Tokenizer` truncating and padding as the manifest's TextSpec says."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    # tokenizers truncates before adding special tokens, so the end token is always kept
+    tokenizer.enable_truncation(max_length=spec.context_length)
+    tokenizer.enable_padding(pad_id=spec.pad_id, length=spec.context_length if spec.pad_to_context else None)
+    return tokenizer
+
+
+def tokenize_texts(tokenizer, spec: TextSpec, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """`input_ids` and `attention_mask` (`int64[N, L]`); truncations are logged at debug level."""
+    encodings = tokenizer.encode_batch([text.lower() if spec.lowercase else text for text in texts])
+    for index, encoding in enumerate(encodings):
+        if encoding.overflowing:
+            logger.debug("text %d truncated to the %d-token context: %r", index, spec.context_length, texts[index][:80])
+    return {
+        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+    }
 
 
 def _normalize(embeddings: np.ndarray) -> np.ndarray:

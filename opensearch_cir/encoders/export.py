@@ -1,0 +1,324 @@
+"""Export CLIP-family towers to ONNX model folders (needs the `[export]` extra: torch, transformers).
+
+`export_towers` is the generic path: two torch modules that already return L2-normalised
+embeddings become `image.onnx` / `text.onnx` (+ fp16 / int8 variants), the tokenizer is copied
+and the manifest written. `export_hf` wraps a Hugging Face CLIP or SigLIP checkpoint (hub id or
+local folder) and reads its preprocessing from the checkpoint's processor configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import string
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import CIRError
+from .manifest import ImageSpec, Manifest, TextSpec
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+EXPORT_EXTRA_HINT = "install the export extra: pip install 'opensearch-cir[export]'"
+_PROBE_TEXTS = (
+    "a photo of a dog", "a red dress with long sleeves", "two people riding bicycles on a street",
+    "the same jacket but in navy and without the hood", "black leather shoes", "a bowl of fruit on a table",
+    "children playing football in the park at sunset", "white sneakers", "a cat sleeping on a sofa",
+    "a man in a blue shirt climbing a rock wall", "striped t-shirt", "snow covered mountains",
+)
+
+
+def _require_torch():
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        raise CIRError(f"exporting models needs torch and transformers: {EXPORT_EXTRA_HINT}") from exc
+    return torch
+
+
+# -- generic export ------------------------------------------------------------------------------
+
+
+def export_towers(
+    image_tower,
+    text_tower,
+    *,
+    out_dir: str | Path,
+    image_spec: ImageSpec,
+    text_spec: TextSpec,
+    tokenizer_file: str | Path,
+    model_id: str,
+    source: str,
+    family: str,
+    precisions: Sequence[str] = ("fp32",),
+    opset: int = 17,
+    calibration_images: np.ndarray | None = None,
+) -> Manifest:
+    """Export two towers to an ONNX model folder and return its saved manifest.
+
+    image_tower(pixel_values float[N,3,H,W]) and text_tower(input_ids int64[N,L], attention_mask
+    int64[N,L]) must return L2-normalised float[N,D]. fp32 is always written; `fp16` adds a
+    half-precision copy for GPUs (float32 inputs/outputs kept), `int8` the quantisation
+    (dynamic, per-tensor or per-channel; static too when `calibration_images` (preprocessed
+    pixels) are given) whose embeddings are closest to fp32 on probe inputs.
+    """
+    torch = _require_torch()
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown:
+        raise ValueError(f"unknown precision(s) {sorted(unknown)}; choose from {PRECISIONS}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_tower.eval()
+    text_tower.eval()
+    shutil.copyfile(tokenizer_file, out_dir / text_spec.tokenizer)
+    probes = _probe_inputs(image_spec, text_spec, out_dir)
+
+    with torch.no_grad():
+        dim = int(image_tower(torch.from_numpy(probes["image"]["pixel_values"][:1])).shape[-1])
+    _torch_export(torch, image_tower, probes["image"], out_dir / "image.onnx", opset)
+    _torch_export(torch, text_tower, probes["text"], out_dir / "text.onnx", opset)
+    variants = {"fp32": {"image": "image.onnx", "text": "text.onnx"}}
+    extra: dict = {}
+    if "fp16" in precisions:
+        variants["fp16"] = {tower: _convert_fp16(out_dir, tower) for tower in ("image", "text")}
+    if "int8" in precisions:
+        if calibration_images is not None:
+            probes["image"] = {"pixel_values": np.asarray(calibration_images, np.float32)}
+        variants["int8"] = {}
+        extra["int8"] = {}
+        for tower in ("image", "text"):
+            variants["int8"][tower], extra["int8"][tower] = _quantize_best(
+                out_dir, tower, probes[tower], static=tower == "image" and calibration_images is not None)
+    manifest = Manifest(model_id=model_id, source=source, family=family, embedding_dim=dim, image=image_spec,
+                        text=text_spec, variants=variants, opset=opset, extra=extra)
+    manifest.save(out_dir)
+    return manifest
+
+
+def _torch_export(torch, tower, inputs: dict[str, np.ndarray], path: Path, opset: int) -> None:
+    names = list(inputs)
+    dynamic = {name: {0: "batch", **({1: "sequence"} if name != "pixel_values" else {})} for name in names}
+    dynamic["embedding"] = {0: "batch"}
+    args = tuple(torch.from_numpy(inputs[name][:2]) for name in names)
+    torch.onnx.export(tower, args, str(path), input_names=names, output_names=["embedding"],
+                      dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def _probe_inputs(image_spec: ImageSpec, text_spec: TextSpec, out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Inputs for tracing and for choosing the int8 variant: smooth random images, real sentences."""
+    from PIL import Image
+
+    from .preprocess import ImagePreprocessor
+    from .runtime import load_tokenizer, tokenize_texts
+
+    rng = np.random.default_rng(0)
+    preprocess = ImagePreprocessor(image_spec)
+    images = []
+    for _ in range(8):
+        coarse = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        images.append(preprocess(Image.fromarray(coarse).resize((96, 80), Image.Resampling.BICUBIC)))
+    tokenizer = load_tokenizer(out_dir / text_spec.tokenizer, text_spec)
+    return {"image": {"pixel_values": np.stack(images)},
+            "text": tokenize_texts(tokenizer, text_spec, list(_PROBE_TEXTS))}
+
+
+def _convert_fp16(out_dir: Path, tower: str) -> str:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    name = f"{tower}.fp16.onnx"
+    model = convert_float_to_float16(onnx.load(out_dir / f"{tower}.onnx"), keep_io_types=True)
+    onnx.save(model, out_dir / name)
+    return name
+
+
+# Dynamic quantisation settings tried for int8: signed weights saturate on CPUs without VNNI
+# unless the weight range is reduced; unsigned weights avoid that at some speed cost.
+_DYNAMIC_INT8 = {
+    "dynamic-s8": dict(weight_type="QInt8"),
+    "dynamic-s8-reduced-range": dict(weight_type="QInt8", reduce_range=True),
+    "dynamic-s8-reduced-range-per-channel": dict(weight_type="QInt8", reduce_range=True, per_channel=True),
+    "dynamic-u8": dict(weight_type="QUInt8"),
+}
+
+
+def _quantize_best(out_dir: Path, tower: str, probe: dict[str, np.ndarray], static: bool) -> tuple[str, dict]:
+    """Quantise one tower several ways; keep the candidate whose embeddings are closest to fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = out_dir / f"{tower}.onnx"
+    reference = _run_graph(source, probe)
+    target = out_dir / f"{tower}.int8.onnx"
+    scores = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        candidates = {}
+        for method, options in _DYNAMIC_INT8.items():
+            candidates[method] = Path(scratch) / f"{method}.onnx"
+            quantize_dynamic(source, candidates[method], **{**options, "weight_type": QuantType[options["weight_type"]]})
+        if static:
+            candidates["static-qdq"] = Path(scratch) / "static.onnx"
+            _quantize_static(source, candidates["static-qdq"], probe)
+        for method, path in candidates.items():
+            cosine = np.sum(_run_graph(path, probe) * reference, axis=1)
+            scores[method] = (float(cosine.mean()), float(cosine.min()))
+        best = max(scores, key=lambda method: scores[method][0])
+        shutil.copyfile(candidates[best], target)
+    logger.info("int8 %s tower: kept %s (mean/min cosine to fp32 %s)", tower, best, scores)
+    return target.name, {"method": best, "probe_cosine_mean_min": {m: list(s) for m, s in scores.items()}}
+
+
+def _quantize_static(source: Path, target: Path, probe: dict[str, np.ndarray]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._rows = iter([{name: value[i:i + 1] for name, value in probe.items()}
+                               for i in range(len(next(iter(probe.values()))))])
+
+        def get_next(self):
+            return next(self._rows, None)
+
+    quantize_static(source, target, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def _run_graph(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    output = session.run(["embedding"], {k: v for k, v in inputs.items() if k in wanted})[0]
+    return output / np.linalg.norm(output, axis=1, keepdims=True)
+
+
+# -- Hugging Face checkpoints --------------------------------------------------------------------
+
+
+def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str] = ("fp32",), *,
+              model_id: str | None = None, opset: int = 17) -> Manifest:
+    """Export a Hugging Face CLIP or SigLIP checkpoint (hub id or local folder) to `out_dir`."""
+    torch = _require_torch()
+    try:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+    except ModuleNotFoundError as exc:
+        raise CIRError(f"exporting models needs transformers: {EXPORT_EXTRA_HINT}") from exc
+
+    source = str(source)
+    config = AutoConfig.from_pretrained(source)
+    family = config.model_type
+    if family not in ("clip", "siglip"):
+        raise CIRError(f"{source}: model type {family!r} is not supported (supported: clip, siglip)")
+    model = AutoModel.from_pretrained(source, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    image_spec = _image_spec_from_processor(source)
+    context = int(config.text_config.max_position_embeddings)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer_file = Path(scratch) / "tokenizer.json"
+        if family == "siglip":
+            _siglip_tokenizer(tokenizer).save(str(tokenizer_file))
+            text_spec = TextSpec(tokenizer="tokenizer.json", kind="sentencepiece", context_length=context,
+                                 pad_id=int(tokenizer.pad_token_id), pad_to_context=True)
+        else:
+            tokenizer.backend_tokenizer.save(str(tokenizer_file))
+            text_spec = TextSpec(tokenizer="tokenizer.json", kind="clip_bpe", context_length=context,
+                                 pad_id=int(tokenizer.pad_token_id), pad_to_context=False)
+        return export_towers(
+            *hf_towers(model, family),
+            out_dir=out_dir, image_spec=image_spec, text_spec=text_spec, tokenizer_file=tokenizer_file,
+            model_id=model_id or Path(source.rstrip("/")).name, source=source, family=family,
+            precisions=tuple(precisions), opset=opset,
+        )
+
+
+def hf_towers(model, family: str):
+    """(image_tower, text_tower) torch modules returning projected, L2-normalised embeddings.
+
+    SigLIP was trained on max-length padded text without a mask, so its text tower ignores the
+    mask (the exported graph then takes `input_ids` only); CLIP's uses it.
+    """
+    torch = _require_torch()
+    import torch.nn.functional as F
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return F.normalize(_pooled(self.model.get_image_features(pixel_values=pixel_values)), dim=-1)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            mask = attention_mask if family == "clip" else None
+            return F.normalize(_pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=mask)), dim=-1)
+
+    return ImageTower().eval(), TextTower().eval()
+
+
+def _pooled(output):
+    """transformers ≥ 5 returns a model output whose pooler_output is projected; older ones a tensor."""
+    return getattr(output, "pooler_output", output)
+
+
+def _image_spec_from_processor(source: str) -> ImageSpec:
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(source)
+    size = processor.size
+    interpolation = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(int(processor.resample))
+    if interpolation is None:
+        raise CIRError(f"{source}: unsupported resample mode {processor.resample!r}")
+    common = dict(interpolation=interpolation, mean=[float(v) for v in processor.image_mean],
+                  std=[float(v) for v in processor.image_std], rescale=float(processor.rescale_factor))
+    shortest = size.get("shortest_edge") if hasattr(size, "get") else getattr(size, "shortest_edge", None)
+    if shortest:
+        crop = processor.crop_size
+        crop_side = int(crop["height"]) if getattr(processor, "do_center_crop", True) else int(shortest)
+        return ImageSpec(size=crop_side, resize="shortest_edge", resize_to=int(shortest),
+                         crop="center" if getattr(processor, "do_center_crop", True) else "none", **common)
+    height, width = int(size["height"]), int(size["width"])
+    if height != width:
+        raise CIRError(f"{source}: non-square image size {height}x{width} is not supported")
+    return ImageSpec(size=height, resize="squash", resize_to=height, crop="none", **common)
+
+
+def _siglip_tokenizer(hf_tokenizer):
+    """SigLIP's sentencepiece model as a `tokenizers` JSON with its text canonicalisation.
+
+    SiglipTokenizer lowercases, drops ASCII punctuation, collapses whitespace and strips, then runs
+    sentencepiece (unigram) and appends `</s>`; the same rules expressed as tokenizers components.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(Path(hf_tokenizer.vocab_file).read_bytes())
+    if proto.trainer_spec.model_type != 1:
+        raise CIRError("SigLIP tokenizer is not a sentencepiece unigram model")
+    tokenizer = Tokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id))
+    steps = [normalizers.Lowercase()] if getattr(hf_tokenizer, "do_lower_case", True) else []
+    steps += [
+        normalizers.Replace(Regex("[" + "".join("\\" + c for c in string.punctuation) + "]"), ""),
+        normalizers.Replace(Regex(r"\s+"), " "),
+        normalizers.Strip(),
+    ]
+    if proto.normalizer_spec.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap))
+    steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    eos = hf_tokenizer.eos_token
+    tokenizer.post_processor = processors.TemplateProcessing(single=f"$A {eos}",
+                                                             special_tokens=[(eos, hf_tokenizer.eos_token_id)])
+    return tokenizer
