@@ -23,6 +23,7 @@ from .resources import index_templates_dir
 log = logging.getLogger(__name__)
 
 TEMPLATE_FILE = "cir-index-template.json"
+DEFAULT_INDEX = "cir-images"
 TEMPLATE_PRIORITY = 200  # above the generic `cir-*` template of the JSON file, if a user installed it
 
 

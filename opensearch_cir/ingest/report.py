@@ -94,18 +94,26 @@ class StageTimer:
 
 
 class ErrorLog:
-    """Appends each failure as one JSON line (flushed at once, so a crash loses nothing)."""
+    """Appends each failure as one JSON line, flushed at once so a crash loses nothing.
+
+    The report is per run: a path's previous content is removed at the start, and the file is
+    created on the first failure only, so a clean run leaves no file behind.
+    """
 
     def __init__(self, target: str | Path | IO[str] | None):
-        self._owned = isinstance(target, (str, Path))
-        self._handle: IO[str] | None = open(target, "w", encoding="utf-8") if self._owned else target
+        self._path = Path(target) if isinstance(target, (str, Path)) else None
+        self._handle: IO[str] | None = None if self._path else target
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
     def write(self, failure: Failure) -> None:
+        if self._handle is None and self._path is not None:
+            self._handle = open(self._path, "w", encoding="utf-8")
         if self._handle is not None:
             self._handle.write(json.dumps(asdict(failure), ensure_ascii=False) + "\n")
             self._handle.flush()
 
     def close(self) -> None:
-        if self._owned and self._handle is not None:
+        if self._path is not None and self._handle is not None:
             self._handle.close()
         self._handle = None

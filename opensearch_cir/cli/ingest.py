@@ -1,0 +1,69 @@
+"""`cir ingest SOURCE`: index a folder of images or a JSONL / CSV / Parquet manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..admin import DEFAULT_INDEX
+from .setup import MODEL_HELP, URL_HELP, connect_from_options, fail
+
+
+def ingest_command(
+    source: str = typer.Argument(..., help="A folder of images (sidecar .txt/.json captions) or a .jsonl/.csv/.parquet manifest."),
+    url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
+    index: str = typer.Option(DEFAULT_INDEX, "--index", help="Index to write to (created if missing)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Skip images whose content hash is already indexed."),
+    errors: Path = typer.Option(Path("cir-ingest-errors.jsonl"), "--errors", help="JSONL report of failed inputs (written only if any fail)."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Fetch http(s) image URLs found in a manifest."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch and bulk request."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Threads decoding images while the encoder runs."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
+) -> None:
+    """Encode and index images. Exit code 0: all indexed or skipped; 1: some failed; 3: interrupted."""
+    from ..admin import setup_index
+    from ..encoders import load_encoder
+    from ..errors import CIRError, IngestInterruptedError
+    from ..ingest import Ingestor
+    from ..ingest.sources import open_source
+
+    try:
+        encoder = load_encoder(model, device=device, batch_size=batch_size)
+        client = connect_from_options(url, ca_certs, insecure)
+        setup_index(client, index, encoder.manifest)
+        records, total = open_source(source)
+        ingestor = Ingestor(
+            client, index, encoder, batch_size=batch_size, workers=workers, resume=resume, errors=errors,
+            allow_remote=allow_remote, progress=True, total=total,
+        )
+    except (CIRError, ValueError) as exc:
+        raise fail(exc) from exc
+    code = 0
+    try:
+        ingestor.add_many(records)
+        ingestor.flush()
+    except IngestInterruptedError:
+        code = 3
+    except KeyboardInterrupt:
+        ingestor.report.interrupted = "stopped by the user"
+        code = 3
+    except CIRError as exc:
+        ingestor.report.interrupted = str(exc)
+        code = 3
+    finally:
+        report = ingestor.close()
+    typer.echo(report.summary())
+    typer.echo(f"stage times: {report.timing_summary()}")
+    if report.failed:
+        typer.echo(f"{report.failed} failures, each with its reason, in {errors}")
+        code = code or 1
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)

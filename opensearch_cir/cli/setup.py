@@ -1,0 +1,68 @@
+"""`cir setup`: create or upgrade the index template, the index and the search pipelines."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..admin import DEFAULT_INDEX
+
+URL_HELP = "embedded:///dir or https://host:9200 (default: $OPENSEARCH_URL, else embedded://./cir-data)."
+MODEL_HELP = "Model name under onnx_models/ or a folder (default: the default model)."
+
+
+def connect_from_options(url: str | None, ca_certs: str | None = None, insecure: bool = False):
+    """A client for `url`, passing TLS options only where the user gave them (cluster URLs)."""
+    from ..engines import connect
+
+    options = {}
+    if ca_certs:
+        options["ca_certs"] = ca_certs
+    if insecure:
+        options["verify_certs"] = False
+    return connect(url, **options)
+
+
+def fail(exc: Exception, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def setup_command(
+    url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
+    index: str = typer.Option(DEFAULT_INDEX, "--index", help="Index to create or upgrade."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    default_pipeline: Optional[str] = typer.Option(
+        None, help="Search pipeline to set as the new index's default (e.g. cir-rrf)."
+    ),
+    encoder_url: Optional[str] = typer.Option(
+        None, help="Also register our encoder service (http(s)://host:port) as an ml-commons remote model "
+        "and put the cir-embed ingest pipeline (clusters only)."
+    ),
+    ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
+) -> None:
+    """Create or upgrade template, index and search pipelines (idempotent; refuses another model's index)."""
+    from ..admin import setup_index, setup_remote_model
+    from ..encoders.manifest import Manifest
+    from ..errors import CIRError
+    from ..resources import resolve_model_dir
+
+    try:
+        manifest = Manifest.load(resolve_model_dir(model))
+        client = connect_from_options(url, ca_certs, insecure)
+        report = setup_index(client, index, manifest, default_pipeline=default_pipeline)
+        remote_model = setup_remote_model(client, encoder_url) if encoder_url else None
+    except (CIRError, ValueError) as exc:
+        raise fail(exc) from exc
+    typer.echo(f"index {report.index}: {report.index_action}" + (f" (added {', '.join(report.added_fields)})" if report.added_fields else ""))
+    typer.echo(f"template {report.template}: put (model {manifest.model_id}, dimension {manifest.embedding_dim})")
+    for pipeline, action in report.pipelines.items():
+        typer.echo(f"search pipeline {pipeline}: {action}")
+    if remote_model:
+        typer.echo(f"remote model {remote_model} deployed; ingest pipeline cir-embed put")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("setup")(setup_command)
