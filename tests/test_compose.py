@@ -65,3 +65,115 @@ def test_caption_aware_scores():
     assert np.allclose(S.caption_aware_scores(I, images, captions, 0.1), [0.9, 0.1])
     per_caption = np.stack([np.stack([T, I]), np.stack([I, I])])  # [N=2, K=2, D]
     assert np.allclose(S.caption_aware_scores(I, images, per_caption, 0.5), [0.5 * 1 + 0.5 * 0.5, 0.5 * 0 + 0.5 * 1])
+
+
+# -- CompositeQuery rendering -------------------------------------------------------------------
+
+import io  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from opensearch_cir import dsl  # noqa: E402
+from opensearch_cir.compose import CompositeQuery, Weights, prepare  # noqa: E402
+from opensearch_cir.compose.query import STRATEGIES  # noqa: E402
+from opensearch_cir.errors import EngineError  # noqa: E402
+
+
+class _EmptyIndex:
+    """Only `get`, answering 404 like the engines do: rendering needs nothing else."""
+
+    def get(self, index, id):
+        raise EngineError(f"document {id} not found", status=404)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny")), device="cpu", threads=1)
+
+
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_encoder):
+    query = CompositeQuery(images=[_png((200, 10, 10))], text="in navy blue instead", negative="a hood",
+                           caption="Puma Men Black T-shirt", filters={"metadata.gender": "Men"}, k=7)
+    return prepare(_EmptyIndex(), "cir-test", query, tiny_encoder)
+
+
+def test_prepare_rewrites_and_encodes(prepared, tiny_encoder):
+    assert prepared.rewrite.text == "Puma Men navy blue T-shirt"
+    for vector in (prepared.image, prepared.text, prepared.negative, prepared.caption_vector, prepared.rewritten):
+        assert vector.shape == (tiny_encoder.dim,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+    assert prepared.excluded_ids == []  # the image is not in the index
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_renders_a_valid_body(prepared, strategy):
+    rendered = prepared.render(strategy)
+    dsl.validate_request("search", rendered.body)
+    assert rendered.body["size"] == 7
+    if len(rendered.sub_queries) > 1:
+        assert "hybrid" in rendered.body["query"] and rendered.pipeline_id.startswith("cir-adhoc-")
+        assert sum(rendered.weights) == pytest.approx(1.0)
+        dsl.validate_request("search_pipeline.put", rendered.pipeline_body)
+        assert rendered.body["query"]["hybrid"]["filter"]["bool"]["filter"] == [{"term": {"metadata.gender": "Men"}}]
+    else:
+        assert rendered.pipeline_id is None
+        clause = rendered.body["query"]
+        assert "filter" in clause["knn"]["image_vector"] if "knn" in clause else clause["bool"]["filter"]
+
+
+def test_hybrid_sub_queries_weights_and_normalisations(prepared):
+    rendered = prepared.render("hybrid", Weights(bm25=0.2, image=0.6, caption=0.2))
+    assert list(rendered.sub_queries) == ["caption_bm25", "image_knn", "caption_knn"]
+    assert rendered.weights == [0.2, 0.6, 0.2]
+    assert rendered.sub_queries["caption_bm25"] == dsl.match_clause("caption", "Puma Men navy blue T-shirt")
+    processor = rendered.pipeline_body["phase_results_processors"][0]["normalization-processor"]
+    assert processor["combination"]["parameters"]["weights"] == [0.2, 0.6, 0.2]
+    rrf = prepared.render("hybrid", Weights(normalization="rrf"))
+    assert "score-ranker-processor" in rrf.pipeline_body["phase_results_processors"][0]
+    assert prepared.render("hybrid", Weights(caption=0.0)).weights == pytest.approx([3 / 7, 4 / 7], abs=1e-4)
+
+
+def test_composed_vectors_follow_the_formulas(prepared):
+    w = Weights(alpha=0.7, negative=0.0)
+    expected = S.weighted_fusion(prepared.image, prepared.text, 0.7)
+    vector = prepared.render("fusion", w).sub_queries["image_knn"]["knn"]["image_vector"]["vector"]
+    assert np.allclose(vector, expected, atol=1e-6)
+    negated = prepared.vector("fusion", Weights(alpha=0.7, negative=0.5))
+    assert np.allclose(negated, S.with_negative(expected, prepared.negative, 0.5))
+    caption_aware = prepared.render("caption_aware", Weights(beta=0.25))
+    assert caption_aware.weights == [0.75, 0.25] and set(caption_aware.sub_queries) == {"image_knn", "caption_knn"}
+
+
+def test_reference_exclusion_and_input_errors(tiny_encoder):
+    class _Indexed(_EmptyIndex):
+        def get(self, index, id):
+            if id == "ref1":
+                return {"_id": id, "found": True, "_source": {"image_vector": [1.0] + [0.0] * (tiny_encoder.dim - 1),
+                                                             "caption": ["a red dress", "a dress"]}}
+            return super().get(index, id)
+
+    prepared = prepare(_Indexed(), "i", CompositeQuery(doc_ids=["ref1"], text="in blue"), tiny_encoder)
+    assert prepared.caption == "a red dress" and prepared.rewrite.text == "a blue dress"
+    rendered = prepared.render("fusion")
+    must_not = rendered.body["query"]["knn"]["image_vector"]["filter"]["bool"]["must_not"]
+    assert must_not == [{"ids": {"values": ["ref1"]}}] and rendered.body["size"] == 11
+    with pytest.raises(InputError, match="not in index"):
+        prepare(_Indexed(), "i", CompositeQuery(doc_ids=["nope"], text="x"), tiny_encoder)
+    text_only = prepare(_Indexed(), "i", CompositeQuery(text="a red dress"), tiny_encoder)
+    with pytest.raises(InputError, match="reference image"):
+        text_only.render("image_only")
+    with pytest.raises(InputError, match="caption"):
+        prepare(_Indexed(), "i", CompositeQuery(images=[_png((1, 2, 3))], text="red"), tiny_encoder).render("pdv")
+    with pytest.raises(InputError, match="unknown strategy"):
+        CompositeQuery(text="x", strategy="magic")
+    with pytest.raises(InputError):
+        CompositeQuery()

@@ -1,1 +1,34 @@
-"""Composed queries: strategies (vector maths), caption rewriting, and the query object."""
+"""Composed queries: strategies (vector maths), caption rewriting, and the query object.
+
+`search(client, index, CompositeQuery(...), encoder)` is the one path the CLI, the service, the
+demo and the evaluation use; `prepare` / `PreparedQuery.render` / `execute` are its steps.
+"""
+
+from .query import (
+    STRATEGIES,
+    CompositeQuery,
+    PreparedQuery,
+    RenderedQuery,
+    SearchResponse,
+    SearchResult,
+    Weights,
+    execute,
+    prepare,
+    search,
+)
+from .rewrite import Rewrite, rewrite_caption
+
+__all__ = [
+    "STRATEGIES",
+    "CompositeQuery",
+    "PreparedQuery",
+    "RenderedQuery",
+    "Rewrite",
+    "SearchResponse",
+    "SearchResult",
+    "Weights",
+    "execute",
+    "prepare",
+    "rewrite_caption",
+    "search",
+]

@@ -1,0 +1,134 @@
+"""`cir eval ...`: the benchmarks. Each indexes into the embedded engine (through setup_index +
+Ingestor), queries through `compose.search`, and writes JSON, a markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+eval_app = typer.Typer(help="Measure retrieval quality on standard and built-in benchmarks.", no_args_is_help=True)
+
+_OUT = typer.Option(Path("runs/eval"), "--out", help="Folder for <benchmark>.json/.md/.png.")
+_ENGINE = typer.Option(None, "--engine-dir", help="Embedded engine folder for the benchmark indices "
+                       "(kept between runs and reused; default: OUT/engine).")
+_MODEL = typer.Option(None, "--model", help="Model name under onnx_models/ or a folder (default: the default model).")
+_JSON = typer.Option(False, "--json", help="Print the result JSON on stdout.")
+_TUNE = typer.Option(400, "--tune-queries", help="Dev queries used for tuning (the rest of the dev half is unused).")
+
+
+def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str], as_json: bool,
+         body: Callable[[Any, Any], dict]) -> None:
+    from ..encoders import load_encoder
+    from ..engines import connect
+    from ..errors import CIRError
+    from ..eval.report import write_report
+
+    try:
+        encoder = load_encoder(model)
+        client = connect(f"embedded://{engine_dir or out / 'engine'}")
+        result = body(client, encoder)
+    except CIRError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    result["model"] = encoder.model_id
+    paths = write_report(result, out, name)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(paths["markdown"].read_text())
+        typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@eval_app.command("flickr8k")
+def flickr8k(
+    data: Path = typer.Option(..., "--data", help="Folder with images-SPLIT.tar, captions-SPLIT.txt, split-SPLIT.txt."),
+    split: str = typer.Option("dev", help="Any split name present in DATA."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N images of the split (quick runs)."),
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Text→image and image→text Recall@1/5/10 and median rank."""
+    from ..eval import flickr8k as bench
+
+    _run(f"flickr8k-{split}", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(data, client, encoder, split=split, limit=limit))
+
+
+@eval_app.command("fashion")
+def fashion(
+    data: Path = typer.Option(..., "--data", help="Folder with products.parquet and images.tar."),
+    gallery: int = typer.Option(8000, help="Gallery size (a deterministic sample of the catalog; 0 = all)."),
+    queries: int = typer.Option(4600, help="Composed queries (colour/article/gender; half dev, half test) "
+                                "plus 10 % usage changes reported apart."),
+    tune_queries: int = _TUNE,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Fashion200k-style composed benchmark from a product catalog (title indexed, attributes as ground truth)."""
+    from ..eval import fashion as bench
+
+    _run("fashion", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(data, client, encoder, gallery_size=gallery or None, n_queries=queries,
+                                           tune_subset=tune_queries))
+
+
+@eval_app.command("scenes")
+def scenes(
+    seed: int = typer.Option(0, help="Scene seed (< 1000: never used for training)."),
+    queries: int = typer.Option(2000, help="Composed queries (half dev, half test)."),
+    distractors: int = typer.Option(2000, help="Extra gallery scenes."),
+    tune_queries: int = _TUNE,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Synthetic CSS-style scenes; gallery indexed without captions."""
+    from ..eval import scenes as bench
+
+    _run(f"scenes-{seed}", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(client, encoder, seed=seed, n_queries=queries, n_distractors=distractors,
+                                           tune_subset=tune_queries))
+
+
+@eval_app.command("cirr")
+def cirr(
+    data: Path = typer.Option(..., "--data", help="CIRR root (cirr/captions, cirr/image_splits, images)."),
+    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3."""
+    from ..eval import formats
+
+    _run(f"cirr-{split}", out, engine_dir, model, as_json,
+         lambda client, encoder: formats.run_benchmark(formats.load_cirr(data, split), client, encoder,
+                                                       protocol="cirr", tune_subset=tune_queries))
+
+
+@eval_app.command("fashioniq")
+def fashioniq(
+    data: Path = typer.Option(..., "--data", help="FashionIQ root (captions, image_splits, images)."),
+    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """FashionIQ: Recall@10/50 per category and averaged."""
+    from ..eval import formats
+
+    _run(f"fashioniq-{split}", out, engine_dir, model, as_json,
+         lambda client, encoder: formats.run_fashioniq(data, client, encoder, split=split, tune_subset=tune_queries))
+
+
+@eval_app.command("circo")
+def circo(
+    data: Path = typer.Option(..., "--data", help="CIRCO root (annotations, COCO2017_unlabeled/unlabeled2017)."),
+    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """CIRCO: mAP@5/10/25/50."""
+    from ..eval import formats
+
+    _run(f"circo-{split}", out, engine_dir, model, as_json,
+         lambda client, encoder: formats.run_benchmark(formats.load_circo(data, split), client, encoder,
+                                                       protocol="circo", tune_subset=tune_queries))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")

@@ -1,0 +1,481 @@
+"""The composed query object and how it becomes OpenSearch DSL and results.
+
+    query = CompositeQuery(images=["ref.jpg"], text="in navy blue instead", strategy="hybrid")
+    response = search(client, "cir-products", query, encoder, explain=True)
+    for hit in response: print(hit.id, hit.score, hit.caption, hit.sub_scores)
+
+Three steps, each usable alone:
+1. `prepare(client, index, query, encoder) -> PreparedQuery`: resolves the references (indexed doc
+   ids are read with `client.get`, their stored `image_vector` and `caption` reused; files/bytes are
+   encoded, and looked up by content hash so an indexed image also brings its caption), rewrites
+   the reference caption with the modification (`rewrite.rewrite_caption`), and encodes every text
+   once. Evaluation prepares a query once and renders it with many strategies/weights.
+2. `PreparedQuery.render(strategy, weights) -> RenderedQuery`: the named sub-queries (bare DSL
+   fragments for users' own queries), one search body (C's `dsl` builders: a plain query for one
+   sub-query, else `hybrid` + a normalization/RRF search pipeline whose weights are the sub-queries'
+   weights) and the pipeline id/body.
+3. `execute(client, index, rendered)`: registers the pipeline once per client, runs the search,
+   drops the reference documents, and with `explain=True` adds each sub-query's raw score per hit.
+
+Strategies (vector formulas in `strategies`; i = reference image vector, t = E_T(T), r = the
+rewritten caption; sub-queries: `caption_bm25` = BM25 `match` on `caption`, `image_knn` / `caption_knn`
+= k-NN on `image_vector` / `caption_vector`):
+
+| strategy      | sub-queries (weight)                                                        |
+|---------------|------------------------------------------------------------------------------|
+| image_only    | image_knn(i)                                                                 |
+| text_only     | image_knn(t)                                                                 |
+| sum           | image_knn(norm(i + t))                                                       |
+| fusion        | image_knn(norm((1−α)i + αt))                                                 |
+| caption_aware | image_knn(q_fusion) (1−β), caption_knn(q_fusion) (β): WeiMoCIR's caption-aware score realised as a second k-NN sub-query, min-max normalised per sub-query instead of raw cosines |
+| slerp         | image_knn(slerp(i, t; λ))                                                    |
+| pdv           | image_knn(PDV(i, E_T(c), E_T(c + " " + T))) (needs the reference caption c)  |
+| rewrite       | image_knn(E_T(r)) (CIReVL-style: the rewritten caption as a text query)      |
+| bm25          | caption_bm25(r)                                                              |
+| hybrid        | caption_bm25(r) (w_bm25), image_knn(composed) (w_image), caption_knn(E_T(r)) (w_caption); composed = `weights.hybrid_vector` strategy's vector |
+
+Negative text ("without a hood", given as `negative` or found by the rewriter) subtracts
+`weights.negative`·E_T(negative) from every vector; the rewriter also deletes it from r.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .. import dsl
+from ..errors import InputError
+from . import strategies as S
+from .rewrite import Rewrite, rewrite_caption
+
+STRATEGIES = ("image_only", "text_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "rewrite", "bm25", "hybrid")
+IMAGE_STRATEGIES = {"image_only", "sum", "fusion", "caption_aware", "slerp", "pdv"}
+TEXT_STRATEGIES = {"text_only", "sum", "fusion", "caption_aware", "slerp", "pdv"}
+NORMALIZATIONS = ("min_max", "l2", "z_score", "rrf")
+CAPTION_FIELD = "caption"
+IMAGE_FIELD = "image_vector"
+CAPTION_VECTOR_FIELD = "caption_vector"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Strategy parameters. Defaults are the values tuned on dev queries (see docs/quality.md).
+
+    alpha: text share in weighted fusion; beta: caption_vector share in caption_aware; lam: slerp
+    position; pdv_*: PDV's α_T, α_I, β; negative: weight subtracted per negative text;
+    bm25/image/caption: hybrid sub-query weights (renormalised to sum 1, zero drops the sub-query);
+    hybrid_vector: which strategy composes the hybrid's image_knn vector; normalization:
+    min_max | l2 | z_score | rrf; combination: arithmetic_mean | geometric_mean | harmonic_mean;
+    candidates: k of each k-NN sub-query and the hybrid pagination depth (at least the query's k).
+    """
+
+    alpha: float = 0.6
+    beta: float = 0.1
+    lam: float = 0.5
+    pdv_alpha_text: float = 1.0
+    pdv_alpha_image: float = 1.0
+    pdv_beta: float = 0.5
+    negative: float = 0.3
+    bm25: float = 0.3
+    image: float = 0.4
+    caption: float = 0.3
+    hybrid_vector: str = "fusion"
+    normalization: str = "min_max"
+    combination: str = "arithmetic_mean"
+    candidates: int = 100
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise InputError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.hybrid_vector not in IMAGE_STRATEGIES - {"caption_aware"} | {"text_only", "rewrite"}:
+            raise InputError(f"hybrid_vector must be a single-vector strategy, got {self.hybrid_vector!r}")
+        for name in ("bm25", "image", "caption", "negative"):
+            if getattr(self, name) < 0:
+                raise InputError(f"weight {name} must be ≥ 0")
+
+
+@dataclass
+class CompositeQuery:
+    """A composed query: reference image(s) plus modification text, or either alone.
+
+    images: reference images as file paths or bytes; doc_ids: references already in the index;
+    text: the modification ("in navy blue instead"); negative: what to avoid ("a hood");
+    caption: the reference caption, when not taken from the index; filters: `{field: value|[values]}`
+    term filters (e.g. `{"metadata.gender": "Women"}`); k: number of results; strategy: one of
+    STRATEGIES; weights: `Weights`; exclude_reference: drop the reference documents from results.
+    """
+
+    images: Sequence[str | Path | bytes] = ()
+    doc_ids: Sequence[str] = ()
+    text: str = ""
+    negative: str = ""
+    caption: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    k: int = 10
+    strategy: str = "hybrid"
+    weights: Weights = field(default_factory=Weights)
+    exclude_reference: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if not 1 <= int(self.k) <= dsl.query.MAX_K:
+            raise InputError(f"k must be in 1..{dsl.query.MAX_K}, got {self.k}")
+        if isinstance(self.images, (str, Path, bytes)):
+            self.images = [self.images]
+        if isinstance(self.doc_ids, str):
+            self.doc_ids = [self.doc_ids]
+        if not (self.images or self.doc_ids or self.text.strip()):
+            raise InputError("a query needs a reference image, a document id or a text")
+
+
+@dataclass
+class RenderedQuery:
+    """A strategy's DSL: `sub_queries` (name → bare clause), the search `body`, and the pipeline."""
+
+    strategy: str
+    sub_queries: dict[str, dict]
+    weights: list[float]
+    body: dict
+    pipeline_id: str | None
+    pipeline_body: dict | None
+    excluded_ids: list[str]
+    k: int
+
+
+@dataclass
+class SearchResult:
+    """One hit: `sub_scores` maps sub-query name → its raw score for this document (explain only)."""
+
+    id: str
+    score: float
+    caption: Any = None
+    image_uri: str | None = None
+    metadata: dict = field(default_factory=dict)
+    sub_scores: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResponse:
+    """Ranked results plus what produced them (iterable over `results`)."""
+
+    results: list[SearchResult]
+    rendered: RenderedQuery
+    rewrite: Rewrite | None = None
+
+    def __iter__(self) -> Iterator[SearchResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> SearchResult:
+        return self.results[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.results]
+
+
+@dataclass
+class PreparedQuery:
+    """A query with its references resolved and all its texts encoded (see the module docstring)."""
+
+    query: CompositeQuery
+    image: np.ndarray | None
+    caption: str | None
+    rewrite: Rewrite
+    text: np.ndarray | None
+    negative: np.ndarray | None
+    caption_vector: np.ndarray | None
+    caption_with_text: np.ndarray | None
+    rewritten: np.ndarray | None
+    excluded_ids: list[str]
+
+    def vector(self, strategy: str, weights: Weights) -> np.ndarray:
+        """The composed query vector of a single-vector strategy (negatives applied)."""
+        if strategy in IMAGE_STRATEGIES and self.image is None:
+            raise InputError(f"strategy {strategy!r} needs a reference image")
+        if strategy in TEXT_STRATEGIES - {"pdv"} and self.text is None:
+            raise InputError(f"strategy {strategy!r} needs a modification text")
+        if strategy == "image_only":
+            vector = S.image_only(self.image)
+        elif strategy == "text_only":
+            vector = S.text_only(self.text)
+        elif strategy == "sum":
+            vector = S.weighted_fusion(self.image, self.text, 0.5)
+        elif strategy in ("fusion", "caption_aware"):
+            vector = S.weighted_fusion(self.image, self.text, weights.alpha)
+        elif strategy == "slerp":
+            vector = S.slerp(self.image, self.text, weights.lam)
+        elif strategy == "pdv":
+            if self.caption_vector is None:
+                raise InputError("strategy 'pdv' needs the reference caption (index it, or pass `caption`)")
+            vector = S.prompt_directional_vector(
+                self.image, self.caption_vector, self.caption_with_text,
+                alpha_text=weights.pdv_alpha_text, alpha_image=weights.pdv_alpha_image, beta=weights.pdv_beta,
+            )
+        elif strategy == "rewrite":
+            if self.rewritten is None:
+                raise InputError("strategy 'rewrite' needs a reference caption or a modification text")
+            vector = S.text_only(self.rewritten)
+        else:
+            raise InputError(f"strategy {strategy!r} has no single query vector")
+        if self.negative is not None and weights.negative > 0:
+            vector = S.with_negative(vector, self.negative, weights.negative)
+        return vector
+
+    def render(self, strategy: str | None = None, weights: Weights | None = None, k: int | None = None) -> RenderedQuery:
+        """This query as DSL for `strategy` (default: the query's own) with `weights`."""
+        strategy = strategy or self.query.strategy
+        weights = weights or self.query.weights
+        k = int(k or self.query.k)
+        candidates = max(k, weights.candidates)
+        named: list[tuple[str, dict, float]] = []
+        if strategy == "caption_aware":
+            vector = self.vector(strategy, weights)
+            named = [("image_knn", dsl.knn_clause(IMAGE_FIELD, vector, candidates), 1 - weights.beta),
+                     ("caption_knn", dsl.knn_clause(CAPTION_VECTOR_FIELD, vector, candidates), weights.beta)]
+        elif strategy in ("bm25", "hybrid"):
+            if self.rewrite.text:
+                named.append(("caption_bm25", dsl.match_clause(CAPTION_FIELD, self.rewrite.text), weights.bm25))
+            if strategy == "hybrid":
+                composed = self._hybrid_vector(weights)
+                named.append(("image_knn", dsl.knn_clause(IMAGE_FIELD, composed, candidates), weights.image))
+                if self.rewritten is not None:
+                    caption_query = self._negated(self.rewritten, weights)
+                    named.append(("caption_knn", dsl.knn_clause(CAPTION_VECTOR_FIELD, caption_query, candidates),
+                                  weights.caption))
+        else:
+            named = [("image_knn", dsl.knn_clause(IMAGE_FIELD, self.vector(strategy, weights), candidates), 1.0)]
+        named = [(name, clause, weight) for name, clause, weight in named if weight > 0]
+        if not named:
+            raise InputError(f"strategy {strategy!r} has nothing to search with for this query")
+        return _assemble(strategy, named, weights, k, candidates, self.query.filters, self.excluded_ids)
+
+    def _hybrid_vector(self, weights: Weights) -> np.ndarray:
+        """The hybrid's image_knn vector, degrading to what the query has (image, text or both)."""
+        if self.image is None:
+            return self.vector("text_only" if self.text is not None else "rewrite", weights)
+        if self.text is None:
+            return self.vector("image_only", weights)
+        if weights.hybrid_vector == "pdv" and self.caption_vector is None:
+            return self.vector("fusion", weights)
+        return self.vector(weights.hybrid_vector, weights)
+
+    def _negated(self, vector: np.ndarray, weights: Weights) -> np.ndarray:
+        if self.negative is not None and weights.negative > 0:
+            return S.with_negative(vector, self.negative, weights.negative)
+        return S.normalize(vector)
+
+
+def _assemble(
+    strategy: str,
+    named: list[tuple[str, dict, float]],
+    weights: Weights,
+    k: int,
+    candidates: int,
+    filters: dict[str, Any],
+    excluded_ids: list[str],
+) -> RenderedQuery:
+    filter_clause = _filter(filters, excluded_ids)
+    size = k + len(excluded_ids)  # the reference is also dropped after the search, whatever the engine
+    sub_queries = {name: clause for name, clause, _ in named}
+    if len(named) == 1:
+        name, clause, _ = named[0]
+        body = dsl.search_body(_with_filter(clause, filter_clause), size=size)
+        return RenderedQuery(strategy, sub_queries, [1.0], body, None, None, excluded_ids, k)
+    weight_list = _unit_sum([weight for _, _, weight in named])
+    if weights.normalization == "rrf":
+        pipeline = dsl.rrf_pipeline(weights=weight_list)
+    else:
+        pipeline = dsl.normalization_pipeline(weights.normalization, weights.combination,
+                                              None if weights.normalization == "z_score" else weight_list)
+    body = dsl.hybrid_body(list(sub_queries.values()), size=size, pagination_depth=candidates, filter=filter_clause)
+    return RenderedQuery(strategy, sub_queries, weight_list, body, dsl.pipeline_id(pipeline), pipeline, excluded_ids, k)
+
+
+def _unit_sum(weights: list[float]) -> list[float]:
+    """Weights rounded to 4 decimals that sum to exactly 1 (what the normalization processor checks)."""
+    total = sum(weights)
+    rounded = [round(w / total, 4) for w in weights]
+    rounded[-1] = round(1.0 - sum(rounded[:-1]), 4)
+    return rounded
+
+
+def _filter(filters: dict[str, Any], excluded_ids: list[str]) -> dict | None:
+    clause = dsl.term_filters(filters)
+    if not excluded_ids:
+        return clause
+    clause = clause or {"bool": {}}
+    clause["bool"]["must_not"] = [{"ids": {"values": list(excluded_ids)}}]
+    return clause
+
+
+def _with_filter(clause: dict, filter_clause: dict | None) -> dict:
+    """Attach a filter to one clause: inside `knn` (efficient filtering), else a `bool` wrapper."""
+    if filter_clause is None:
+        return clause
+    if "knn" in clause:
+        (field_name, params), = clause["knn"].items()
+        return {"knn": {field_name: {**params, "filter": filter_clause}}}
+    return {"bool": {"must": [clause], "filter": [filter_clause]}}
+
+
+# -- preparing: references and encodings --------------------------------------------------------
+
+
+def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> PreparedQuery:
+    """Resolve references and encode all texts of `query` once (see the module docstring)."""
+    image_vectors: list[np.ndarray] = []
+    captions: list[str] = []
+    excluded: list[str] = []
+    for doc_id in query.doc_ids:
+        source = _get_source(client, index, doc_id)
+        if source is None:
+            raise InputError(f"reference document {doc_id!r} is not in index {index!r}")
+        if source.get(IMAGE_FIELD) is None:
+            raise InputError(f"reference document {doc_id!r} has no {IMAGE_FIELD}")
+        image_vectors.append(np.asarray(source[IMAGE_FIELD], np.float32))
+        captions += _first_caption(source.get(CAPTION_FIELD))
+        excluded.append(doc_id)
+    if query.images:
+        blobs = [_read_bytes(item) for item in query.images]
+        image_vectors += list(encoder.encode_images(blobs))
+        for blob in blobs:
+            content_hash = hashlib.sha256(blob).hexdigest()
+            source = _get_source(client, index, content_hash)
+            if source is not None:
+                captions += _first_caption(source.get(CAPTION_FIELD))
+                excluded.append(content_hash)
+    caption = query.caption if query.caption is not None else (captions[0] if captions else None)
+    text = query.text.strip()
+    rewrite = rewrite_caption(caption or "", text) if text else Rewrite(text=caption or "")
+    negatives = [n for n in [query.negative.strip(), *rewrite.negatives] if n]
+    texts = {
+        "text": text or None,
+        "negative": ", ".join(negatives) or None,
+        "caption": caption or None,
+        "caption_with_text": f"{caption} {text}" if caption and text else None,
+        "rewritten": rewrite.text or None,
+    }
+    wanted = [value for value in texts.values() if value is not None]
+    encoded = dict(zip(wanted, encoder.encode_texts(list(dict.fromkeys(wanted))))) if wanted else {}
+    vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
+    return PreparedQuery(
+        query=query,
+        image=S.mean_vector(image_vectors) if image_vectors else None,
+        caption=caption,
+        rewrite=rewrite,
+        text=vectors["text"],
+        negative=vectors["negative"],
+        caption_vector=vectors["caption"],
+        caption_with_text=vectors["caption_with_text"],
+        rewritten=vectors["rewritten"],
+        excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
+    )
+
+
+def _read_bytes(item: str | Path | bytes) -> bytes:
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    path = Path(item)
+    if not path.is_file():
+        raise InputError(f"reference image {str(path)!r} does not exist")
+    return path.read_bytes()
+
+
+def _first_caption(value: Any) -> list[str]:
+    if isinstance(value, str) and value.strip():
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str) and v.strip()][:1]
+    return []
+
+
+def _status(exc: Exception) -> int | None:
+    return getattr(exc, "status", None) or getattr(exc, "status_code", None)
+
+
+def _get_source(client: Any, index: str, doc_id: str) -> dict | None:
+    try:
+        response = client.get(index=index, id=doc_id)
+    except Exception as exc:  # EngineError (embedded) or opensearch-py NotFoundError
+        if _status(exc) == 404:
+            return None
+        raise
+    return response.get("_source") if response.get("found", True) else None
+
+
+# -- executing ---------------------------------------------------------------------------------
+
+_registered: dict[int, set[str]] = {}
+_registered_lock = threading.Lock()
+
+
+def ensure_pipeline(client: Any, rendered: RenderedQuery) -> None:
+    """Register the rendered query's search pipeline on `client` (once per client and pipeline id)."""
+    if rendered.pipeline_id is None:
+        return
+    with _registered_lock:
+        known = _registered.setdefault(id(client), set())
+        if rendered.pipeline_id in known:
+            return
+        client.search_pipeline.put(id=rendered.pipeline_id, body=rendered.pipeline_body)
+        known.add(rendered.pipeline_id)
+
+
+def execute(client: Any, index: str, rendered: RenderedQuery, *, explain: bool = False) -> list[SearchResult]:
+    """Run a rendered query; reference documents dropped; `explain` adds raw per-sub-query scores."""
+    ensure_pipeline(client, rendered)
+    params = {"search_pipeline": rendered.pipeline_id} if rendered.pipeline_id else None
+    response = client.search(index=index, body=rendered.body, params=params) if params else \
+        client.search(index=index, body=rendered.body)
+    excluded = set(rendered.excluded_ids)
+    results = []
+    for hit in response["hits"]["hits"]:
+        if hit["_id"] in excluded:
+            continue
+        source = hit.get("_source") or {}
+        results.append(SearchResult(
+            id=hit["_id"], score=float(hit["_score"] or 0.0), caption=source.get(CAPTION_FIELD),
+            image_uri=source.get("image_uri"), metadata=source.get("metadata") or {},
+        ))
+    results = results[: rendered.k]
+    if explain and results:
+        _add_sub_scores(client, index, rendered, results)
+    return results
+
+
+def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: list[SearchResult]) -> None:
+    """Each sub-query run alone, restricted to the hits' ids: its raw (pre-normalisation) scores."""
+    ids = [r.id for r in results]
+    only_hits = {"ids": {"values": ids}}
+    for name, clause in rendered.sub_queries.items():
+        if "knn" in clause:
+            (field_name, params), = clause["knn"].items()
+            restricted = {"knn": {field_name: {**params, "k": len(ids), "filter": only_hits}}}
+        else:
+            restricted = {"bool": {"must": [clause], "filter": [only_hits]}}
+        response = client.search(index=index, body=dsl.search_body(restricted, size=len(ids)))
+        scores = {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
+        for result in results:
+            result.sub_scores[name] = scores.get(result.id)
+
+
+def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
+    """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
+    prepared = prepare(client, index, query, encoder)
+    rendered = prepared.render()
+    results = execute(client, index, rendered, explain=explain)
+    return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)
+
+
+def with_strategy(query: CompositeQuery, strategy: str, **weights: Any) -> CompositeQuery:
+    """A copy of `query` with another strategy and some weights changed."""
+    return replace(query, strategy=strategy, weights=replace(query.weights, **weights))

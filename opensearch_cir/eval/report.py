@@ -1,0 +1,95 @@
+"""Benchmark outputs: the JSON document, a markdown table and a PNG plot comparing strategies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def markdown_table(rows: dict[str, dict[str, float]], columns: list[str] | None = None) -> str:
+    """A markdown table: one row per key of `rows`, metric columns in percent (ranks as numbers)."""
+    columns = columns or [c for c in next(iter(rows.values())) if c != "queries"]
+    lines = ["| strategy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in rows.items():
+        cells = [_cell(column, values.get(column)) for column in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return "–"
+    if "rank" in column or column == "queries":
+        return f"{value:g}"
+    return f"{100 * value:.1f}"
+
+
+def render_markdown(result: dict) -> str:
+    """The markdown report of one benchmark result (composed or flickr8k)."""
+    title = result.get("benchmark", "benchmark")
+    parts = [f"## {title}", ""]
+    if "strategies" in result:
+        queries = result.get("queries", {})
+        parts += [f"Test half: {queries.get('test_overall', queries.get('test', '?'))} queries "
+                  f"(parameters tuned on {queries.get('dev', '?')} dev queries). Recall and mAP in %.", "",
+                  markdown_table(result["strategies"]), ""]
+        for group, rows in result.get("groups", {}).items():
+            parts += [f"### changed: {group}", "", markdown_table(rows), ""]
+        if result.get("tuned"):
+            parts += ["### tuned parameters", "", "```json", json.dumps(result["tuned"], indent=1), "```", ""]
+    else:
+        rows = {direction: result[direction] for direction in ("t2i", "i2t") if direction in result}
+        parts += [markdown_table(rows), ""]
+    for note in result.get("notes", []):
+        parts.append(f"- {note}")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bar chart of Recall@K (and mAP@10 when present) per strategy, plus tuning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.get("strategies") or {d: result[d] for d in ("t2i", "i2t") if d in result}
+    metric_names = [m for m in next(iter(rows.values())) if m.startswith(("recall@", "map@"))]
+    curves = {k: v for k, v in result.get("tuning", {}).items() if v and isinstance(v[0][0], (int, float))}
+    figure, axes = plt.subplots(1, 2 if curves else 1, figsize=(13 if curves else 8, 4.5), squeeze=False)
+    bars = axes[0][0]
+    width = 0.8 / max(len(metric_names), 1)
+    for i, metric in enumerate(metric_names):
+        bars.bar([x + i * width for x in range(len(rows))], [100 * rows[r][metric] for r in rows], width, label=metric)
+    bars.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], list(rows), rotation=30, ha="right")
+    bars.set_ylabel("%")
+    bars.set_title(result.get("benchmark", ""))
+    bars.legend(fontsize=8)
+    if curves:
+        tuning = axes[0][1]
+        for name, curve in curves.items():
+            tuning.plot([p[0] for p in curve], [100 * p[1] for p in curve], marker="o", label=name)
+        tuning.set_xlabel("parameter value")
+        tuning.set_ylabel(f"dev {result.get('tuning_metric', '')} (%)")
+        tuning.set_title("tuning on dev queries")
+        tuning.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(result: dict, out_dir: Path, name: str) -> dict[str, Path]:
+    """Write `<name>.json`, `<name>.md` and `<name>.png` into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md", "plot": out_dir / f"{name}.png"}
+    paths["json"].write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    paths["markdown"].write_text(render_markdown(result))
+    plot(result, paths["plot"])
+    return paths
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
