@@ -212,6 +212,24 @@ def test_manifest_records_preprocessing_and_tokenizer(exported, hf_clip):
     assert siglip.text.kind == "sentencepiece" and siglip.text.context_length == 16
 
 
+def test_export_towers_with_calibration_tries_static_int8(hf_clip, hf_models, exported, tmp_path):
+    from opensearch_cir.encoders.export import export_towers, hf_towers
+
+    reference = Manifest.load(exported["clip"])
+    model, _ = hf_models["clip"]
+    manifest = export_towers(
+        *hf_towers(model, "clip"), out_dir=tmp_path, image_spec=reference.image, text_spec=reference.text,
+        tokenizer_file=hf_clip / "tokenizer.json", model_id="calibrated", source="test", family="clip",
+        precisions=("fp32", "int8"), calibration_images=_pixels(6),
+    )
+    scores = manifest.extra["int8"]["image"]["probe_cosine_mean_min"]
+    assert "static-qdq" in scores and len(scores) == 5
+    assert max(mean for mean, _ in scores.values()) == scores[manifest.extra["int8"]["image"]["method"]][0]
+    encoder = load_encoder(tmp_path, precision="int8", threads=1)
+    fp32 = load_encoder(tmp_path, threads=1)
+    assert np.sum(encoder.encode_pixels(_pixels()) * fp32.encode_pixels(_pixels()), axis=1).min() >= 0.99
+
+
 def test_cli_export_and_list(hf_clip, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -90,6 +90,8 @@ def _decode(data: bytes, max_pixels: int, name: str) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             _check_pixels(image, max_pixels, name)  # from the header, before decoding any pixel
             image.load()
+    except ImageTooLargeError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: {exc}") from exc
     except Image.UnidentifiedImageError:
