@@ -1,0 +1,184 @@
+"""Vector storage and k-NN search for one `knn_vector` field.
+
+Rows live in an append-only float32 file (row i = document ordinal i, zeros where a document has
+no vector), memory-mapped for exact search by matrix product. Above `hnsw_threshold` rows a faiss
+HNSW graph (the mapping's m / ef_construction) serves unfiltered and non-selective filtered queries;
+it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...scoring import knn_score, raw_similarity
+from .mapping import FieldSpec
+
+# Efficient filtering (k-NN faiss): exact search when the filter matches <= k documents or when
+# matches x dimension <= this many values (the default when the index setting is unset).
+EXACT_SEARCH_MAX_VALUES = 2_048_000
+
+
+class VectorField:
+    """Rows of one knn_vector field and its optional HNSW graph."""
+
+    def __init__(self, folder: Path, spec: FieldSpec):
+        self.spec = spec
+        self.dim = spec.dimension
+        self.space = spec.space_type
+        self.path = folder / f"{spec.path}.f32"
+        self._rows: np.ndarray | None = None
+        self._hnsw = None
+        self._hnsw_rows = 0
+
+    # --- writing ---------------------------------------------------------------------------------
+    def truncate(self, n_rows: int) -> None:
+        """Drop rows past `n_rows` (left by a crash before the manifest was written)."""
+        if self.path.exists() and self.path.stat().st_size > n_rows * self.dim * 4:
+            with open(self.path, "r+b") as f:
+                f.truncate(n_rows * self.dim * 4)
+                os.fsync(f.fileno())
+
+    def append(self, rows: np.ndarray) -> None:
+        """Append rows [m, dim] durably (fsync before returning)."""
+        with open(self.path, "ab") as f:
+            f.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+    # --- reading ---------------------------------------------------------------------------------
+    def rows(self, n_rows: int) -> np.ndarray:
+        """A read-only [n_rows, dim] memory map of the committed rows."""
+        if self._rows is None or self._rows.shape[0] != n_rows:
+            if n_rows == 0 or not self.path.exists():
+                self._rows = np.zeros((0, self.dim), dtype=np.float32)
+            else:
+                self._rows = np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim))
+        return self._rows
+
+    def vector(self, ordinal: int, n_rows: int) -> list[float]:
+        return [float(x) for x in self.rows(n_rows)[ordinal]]
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        candidates: np.ndarray,
+        *,
+        n_rows: int,
+        ef_search: int,
+        hnsw_threshold: int,
+        filtered: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ordinals, scores) among `candidates` (a bool mask over ordinals), best first.
+
+        Mirrors k-NN's faiss path: exact search below the HNSW threshold or when a filter is
+        selective (matches <= k, or matches x dim <= 2,048,000); otherwise HNSW with the filter
+        as an ID selector, falling back to exact search when it returns fewer than k.
+        """
+        matches = int(candidates.sum())
+        if matches == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        selective = filtered and (matches <= k or matches * self.dim <= EXACT_SEARCH_MAX_VALUES)
+        if n_rows >= hnsw_threshold and not selective:
+            ords, raw = self._hnsw_search(query, k, candidates, n_rows, ef_search, restricted=matches < n_rows)
+            if len(ords) >= min(k, matches):
+                return self._ranked(ords, raw, k)
+        return self.exact(query, k, candidates, n_rows)
+
+    def exact(self, query: np.ndarray, k: int, candidates: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.rows(n_rows)
+        idx = np.flatnonzero(candidates)
+        if len(idx) * 4 >= n_rows:
+            raw = raw_similarity(query, rows, self.space)[idx]
+        else:
+            raw = raw_similarity(query, rows[idx], self.space)
+        return self._ranked(idx, raw, k)
+
+    def _ranked(self, ords: np.ndarray, raw: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = knn_score(raw, self.space)
+        if len(ords) > k:
+            part = np.argpartition(-scores, k - 1)[:k]
+            # keep every document tied with the k-th score so the ordinal tie-break below is exact
+            kth = scores[part].min()
+            part = np.flatnonzero(scores >= kth)
+            ords, scores = ords[part], scores[part]
+        order = np.lexsort((ords, -scores))[:k]
+        return ords[order].astype(np.int64), scores[order]
+
+    # --- HNSW ------------------------------------------------------------------------------------
+    def _index_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if self.space == "cosinesimil":
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+        return rows
+
+    def ensure_hnsw(self, n_rows: int, chunk: int = 20_000):
+        """Load, build or extend the HNSW graph so that it covers `n_rows` rows."""
+        import faiss
+
+        if self._hnsw is None:
+            self._hnsw, self._hnsw_rows = self._load_cached(n_rows)
+        if self._hnsw is None:
+            method = self.spec.params.get("method", {}).get("parameters", {})
+            metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
+            self._hnsw = faiss.IndexHNSWFlat(self.dim, int(method.get("m", 16)), metric)
+            self._hnsw.hnsw.efConstruction = int(method.get("ef_construction", 100))
+            self._hnsw_rows = 0
+        if self._hnsw_rows < n_rows:
+            start = self._hnsw_rows
+            rows = self.rows(n_rows)
+            for begin in range(start, n_rows, chunk):
+                self._hnsw.add(self._index_rows(rows[begin : min(begin + chunk, n_rows)]))
+            self._hnsw_rows = n_rows
+            self._save_cached(faiss)
+        return self._hnsw
+
+    def _cache_files(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.path.parent.glob(f"{self.spec.path}.*.hnsw"):
+            try:
+                found.append((int(path.name[len(self.spec.path) + 1 : -len(".hnsw")]), path))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def _load_cached(self, n_rows: int):
+        import faiss
+
+        usable = [(rows, path) for rows, path in self._cache_files() if rows <= n_rows]
+        if not usable:
+            return None, 0
+        rows, path = usable[-1]
+        try:
+            return faiss.read_index(str(path)), rows
+        except RuntimeError:  # a partly written cache from a crashed process: rebuild
+            return None, 0
+
+    def _save_cached(self, faiss) -> None:
+        target = self.path.parent / f"{self.spec.path}.{self._hnsw_rows}.hnsw"
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        faiss.write_index(self._hnsw, str(tmp))
+        os.replace(tmp, target)
+        for rows, path in self._cache_files():
+            if rows < self._hnsw_rows:
+                path.unlink(missing_ok=True)
+
+    def _hnsw_search(self, query, k, candidates, n_rows, ef_search, *, restricted: bool):
+        import faiss
+
+        index = self.ensure_hnsw(n_rows)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(int(ef_search), k)
+        if restricted:
+            bits = np.packbits(candidates[:n_rows], bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(n_rows, faiss.swig_ptr(bits))
+        q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        distances, labels = index.search(q, k, params=params)
+        keep = labels[0] >= 0
+        ords = labels[0][keep].astype(np.int64)
+        raw = distances[0][keep]  # inner product (cosine on normalised rows) or squared L2
+        return ords, raw
