@@ -8,8 +8,6 @@ on a fixed corpus.
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,6 +18,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from opensearch_cir.encoders import Manifest, load_encoder  # noqa: E402
+from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files  # noqa: E402
 from opensearch_cir.encoders.export import export_hf  # noqa: E402
 
 torch.set_num_threads(1)
@@ -43,26 +42,8 @@ CORPUS = [
 ]
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, codes)))
-
-
 def _write_clip_tokenizer(folder: Path):
-    vocab_gz = Path(importlib.util.find_spec("open_clip").submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(vocab_gz).read().decode("utf-8").split("\n")[1:CLIP_MERGES + 1]
-    symbols = list(_bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    write_clip_bpe_files(folder, num_merges=CLIP_MERGES)
     tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return tokenizer
