@@ -91,7 +91,7 @@ def test_ml_bodies_substitute_only_our_placeholders():
     assert action["url"] == "https://encoder.internal:8000/embed"
     assert connector["credential"] == {"api_key": "s3cret"} and connector["parameters"]["model"] == "clip-b32"
     assert "${parameters.inputText:-null}" in action["request_body"]  # ml-commons' own template stays
-    assert action["headers"]["Authorization"] == "Bearer ${credential.api_key}"
+    assert action["headers"]["X-API-Key"] == "${credential.api_key}"  # the service checks X-API-Key
     assert action["post_process_function"] == "connector.post_process.bedrock.embedding"
     assert dsl.model_register_body("c-1") == {
         "name": "opensearch-cir-encoder", "function_name": "remote",

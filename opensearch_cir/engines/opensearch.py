@@ -1,6 +1,7 @@
 """A cluster client: opensearch-py's `OpenSearch`, configured from a URL and the environment.
 
-TLS certificates are verified by default. Credentials come from the arguments or
+TLS certificates are verified unless `verify_certs=False` or `OPENSEARCH_VERIFY_CERTS=false`
+(demo clusters with self-signed certificates only). Credentials come from the arguments or
 `OPENSEARCH_USER` / `OPENSEARCH_PASSWORD` (or user:password in the URL), CA certificates from
 `ca_certs` or `OPENSEARCH_CA_CERTS`; `aws_region` switches to AWS SigV4 signing (opensearch-py's
 `AWSV4SignerAuth`, credentials from boto3's default chain). Requests that fail with 429, 502, 503,
@@ -53,7 +54,7 @@ def connect(
     user: str | None = None,
     password: str | None = None,
     ca_certs: str | None = None,
-    verify_certs: bool = True,
+    verify_certs: bool | None = None,
     aws_region: str | None = None,
     aws_service: str = "es",
     timeout: float = DEFAULT_TIMEOUT,
@@ -73,6 +74,8 @@ def connect(
         password or (unquote(parts.password) if parts.password else None) or os.environ.get("OPENSEARCH_PASSWORD")
     )
     ca_certs = ca_certs or os.environ.get("OPENSEARCH_CA_CERTS")
+    if verify_certs is None:
+        verify_certs = os.environ.get("OPENSEARCH_VERIFY_CERTS", "true").strip().lower() not in ("false", "0", "no")
     use_ssl = parts.scheme == "https"
     host = {"host": parts.hostname, "port": parts.port or (443 if use_ssl else 80), "scheme": parts.scheme}
     if parts.path.strip("/"):
