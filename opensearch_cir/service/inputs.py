@@ -1,0 +1,111 @@
+"""Turning request parts into checked inputs: uploads, remote URLs, base64, texts, JSON fields.
+
+Every check raises `InputError` (or a subclass) with a message naming the offending part, which
+the exception handlers answer with a 4xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import httpx
+from fastapi import UploadFile
+from PIL import Image
+
+from ..encoders.preprocess import load_image
+from ..errors import InputError
+from .settings import Settings
+
+_CHUNK = 1 << 16
+
+
+class UploadTooLargeError(InputError):
+    """An uploaded or fetched file is larger than the configured byte limit (answered with 413)."""
+
+
+async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The bytes of one uploaded file, refusing files above `settings.max_upload_bytes`."""
+    name = upload.filename or "upload"
+    if upload.size is not None and upload.size > settings.max_upload_bytes:
+        raise UploadTooLargeError(_too_large(name, settings))
+    data = bytearray()
+    while chunk := await upload.read(_CHUNK):
+        data += chunk
+        if len(data) > settings.max_upload_bytes:
+            raise UploadTooLargeError(_too_large(name, settings))
+    return bytes(data)
+
+
+def _too_large(name: str, settings: Settings) -> str:
+    return f"{name}: larger than the upload limit of {settings.max_upload_bytes} bytes (CIR_MAX_UPLOAD_BYTES)"
+
+
+def fetch_remote(url: str, settings: Settings) -> bytes:
+    """Download an image from `url` when it starts with an allow-listed prefix; refuse otherwise."""
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"{url!r}: only http(s) URLs can be fetched")
+    if not settings.allows_remote(url):
+        raise InputError(
+            f"{url}: fetching remote URLs is not allowed by this service "
+            "(upload the image instead, or add the URL's prefix to CIR_REMOTE_URL_ALLOWLIST)"
+        )
+    try:
+        with httpx.stream("GET", url, timeout=settings.remote_fetch_timeout_s, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise InputError(f"{url}: the remote server answered {response.status_code}")
+            data = bytearray()
+            for chunk in response.iter_bytes(_CHUNK):
+                data += chunk
+                if len(data) > settings.max_upload_bytes:
+                    raise UploadTooLargeError(_too_large(url, settings))
+    except httpx.HTTPError as exc:
+        raise InputError(f"{url}: could not be fetched ({exc})") from exc
+    return bytes(data)
+
+
+def decode_base64(value: str, name: str, settings: Settings) -> bytes:
+    """Bytes of a base64 string (a `data:...;base64,` prefix is accepted), with the upload limit."""
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    if len(value) * 3 // 4 > settings.max_upload_bytes:
+        raise UploadTooLargeError(_too_large(name, settings))
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{name}: not valid base64") from None
+
+
+def decode_image(data: bytes, name: str, settings: Settings) -> Image.Image:
+    """An RGB image from bytes, with the pixel cap; errors name the part."""
+    if not data:
+        raise InputError(f"{name}: empty file")
+    try:
+        return load_image(data, max_pixels=settings.max_pixels)
+    except InputError as exc:
+        raise type(exc)(f"{name}: {exc}") from exc
+
+
+def clean_text(value: str | None, name: str, settings: Settings) -> str | None:
+    """Stripped text or None when blank; refuses text longer than `settings.max_text_chars`."""
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > settings.max_text_chars:
+        raise InputError(f"{name}: {len(value)} characters is more than the limit of {settings.max_text_chars}")
+    return value or None
+
+
+def parse_json(value: str | None, name: str, expected: type) -> Any:
+    """A JSON form field (object or list) or None when blank."""
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(parsed, expected):
+        raise InputError(f"{name}: expected a JSON {expected.__name__}, got {type(parsed).__name__}")
+    return parsed
