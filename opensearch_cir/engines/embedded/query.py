@@ -66,7 +66,7 @@ def _check_params(clause: str, params: dict, allowed: set[str]) -> None:
         raise UnsupportedQueryError(f"[{clause}] parameter(s) {sorted(unknown)} are not supported by the embedded engine")
 
 
-def _field_and_params(clause: str, body, value_key: str, allowed: set[str]) -> tuple[str, dict]:
+def _field_and_params(clause: str, body, value_key: str, allowed: set[str], *, required: bool = True) -> tuple[str, dict]:
     if not isinstance(body, dict):
         raise EngineError(f"[{clause}] query malformed", 400, "parsing_exception")
     extra = {k: v for k, v in body.items() if k in ("boost", "_name")}
@@ -78,7 +78,7 @@ def _field_and_params(clause: str, body, value_key: str, allowed: set[str]) -> t
     params = dict(params) if isinstance(params, dict) else {value_key: params}
     params.update(extra)
     _check_params(clause, params, allowed | {value_key, "boost", "_name"})
-    if value_key not in params:
+    if required and value_key not in params:
         raise EngineError(f"[{clause}] query on [{field}] has no [{value_key}]", 400, "parsing_exception")
     return field, params
 
@@ -209,7 +209,7 @@ class Executor:
         return self._value_mask(fields[0], body[fields[0]], "terms")
 
     def _filter_range(self, body) -> np.ndarray:
-        field, params = _field_and_params("range", body, "gte", {"gt", "lt", "lte", "gte", "format", "relation"})
+        field, params = _field_and_params("range", body, "gte", {"gt", "lt", "lte", "format", "relation"}, required=False)
         params = {k: v for k, v in params.items() if k not in ("boost", "_name")}
         if params.get("relation", "intersects").lower() != "intersects" or "format" in params:
             raise UnsupportedQueryError("[range] parameters format/relation are not supported by the embedded engine")

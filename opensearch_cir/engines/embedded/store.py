@@ -372,7 +372,7 @@ class IndexStore:
         """Apply log records to the text index, in order (a delete only hits earlier additions)."""
         for record in records:
             if record["replaced"] is not None:
-                writer.delete_documents(ORD_FIELD, record["replaced"])
+                writer.delete_documents_by_term(ORD_FIELD, record["replaced"])
             if record["op"] == "index":
                 writer.add_document(self._text_document(record["ord"], record["source"]))
 

@@ -1,0 +1,472 @@
+"""The embedded engine: exact OpenSearch scoring, filters, hybrid pipelines, bulk semantics, storage."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from opensearch_cir.engines import connect
+from opensearch_cir.engines.embedded import EmbeddedClient
+from opensearch_cir.engines.embedded import store as store_module
+from opensearch_cir.engines.embedded.mapping import analyzer_spec
+from opensearch_cir.errors import EngineError, UnsupportedQueryError
+from opensearch_cir.resources import index_templates_dir
+from opensearch_cir.scoring import byte4_to_int, combine, int_to_byte4, min_max, rrf_rank_scores
+
+DIM = 4
+
+
+def template(dim: int = DIM, space: str = "innerproduct") -> dict:
+    body = json.loads((index_templates_dir() / "cir-index-template.json").read_text())
+    for field in ("image_vector", "caption_vector"):
+        body["template"]["mappings"]["properties"][field]["dimension"] = dim
+        body["template"]["mappings"]["properties"][field]["space_type"] = space
+    return body
+
+
+@pytest.fixture
+def client(tmp_path):
+    c = connect(f"embedded://{tmp_path / 'engine'}")
+    c.indices.put_index_template(name="cir", body=template())
+    yield c
+    c.close()
+
+
+def bulk_docs(client, index, docs: dict[str, dict]):
+    body = []
+    for doc_id, source in docs.items():
+        body += [{"index": {"_index": index, "_id": doc_id}}, source]
+    response = client.bulk(body=body, refresh=True)
+    assert not response["errors"], response
+    return response
+
+
+def analyze(text: str) -> list[str]:
+    settings = {"index.analysis": template()["template"]["settings"]["analysis"]}
+    return analyzer_spec("cir_caption", settings).build().analyze(text)
+
+
+# --- analysis ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("Men's T-Shirts", ["men", "s", "t", "shirt"]),
+        ("pi is 3.14", ["pi", "is", "3", "14"]),
+        ("naïve CAFÉ", ["naïv", "café"]),
+        ("running dogs, jumped!", ["run", "dog", "jump"]),
+        ("e-mail:foo_bar@x.org", ["e", "mail", "foo", "bar", "x", "org"]),
+        ("日本語 テキスト", ["日本語", "テキスト"]),
+    ],
+)
+def test_caption_analyzer_reproduces_pattern_lowercase_snowball(text, tokens):
+    assert analyze(text) == tokens
+
+
+def test_unreproducible_analyzer_is_refused(client):
+    with pytest.raises(UnsupportedQueryError, match="standard"):
+        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text"}}}})
+    assert not client.indices.exists(index="plain")
+
+
+# --- BM25 -----------------------------------------------------------------------------------------
+CORPUS = {
+    "d1": "the red car",
+    "d2": ["a red red dress", "summer dress with red dots"],  # multi-valued: one field length
+    "d3": "blue car parked near the red house " + "word " * 100,  # length 107 is stored as 104
+    "d4": "green tree in the park",
+    "d5": "Red cars and red trucks",
+}
+
+
+def lucene_bm25(query_tokens: list[str], corpus_tokens: dict[str, list[str]]) -> dict[str, float]:
+    """Lucene BM25Similarity, written out independently: idf · f / (f + k1 (1 − b + b · dl / avgdl))."""
+    k1, b = 1.2, 0.75
+    n_docs = len(corpus_tokens)
+    avgdl = sum(len(t) for t in corpus_tokens.values()) / n_docs
+    scores = {}
+    for doc_id, tokens in corpus_tokens.items():
+        counts = Counter(tokens)
+        dl = byte4_to_int(int_to_byte4(len(tokens)))
+        total = 0.0
+        for term in query_tokens:
+            if counts[term]:
+                df = sum(term in t for t in corpus_tokens.values())
+                idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+                total += idf * counts[term] / (counts[term] + k1 * (1 - b + b * dl / avgdl))
+        if total:
+            scores[doc_id] = total
+    return scores
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_match_scores_equal_lucene_bm25(tmp_path, legacy):
+    client = EmbeddedClient(tmp_path / "e", legacy_bm25=legacy)
+    client.indices.put_index_template(name="cir", body=template())
+    client.indices.create(index="cir-bm25")
+    bulk_docs(client, "cir-bm25", {k: {"caption": v} for k, v in CORPUS.items()})
+    corpus_tokens = {k: [t for value in ([v] if isinstance(v, str) else v) for t in analyze(value)] for k, v in CORPUS.items()}
+    assert byte4_to_int(int_to_byte4(len(corpus_tokens["d3"]))) != len(corpus_tokens["d3"])  # quantisation exercised
+    for text in ("red car", "dress", "red dots park", "word"):
+        expected = lucene_bm25(analyze(text), corpus_tokens)
+        hits = client.search(index="cir-bm25", body={"query": {"match": {"caption": text}}, "size": 10})["hits"]
+        got = {h["_id"]: h["_score"] for h in hits["hits"]}
+        assert set(got) == set(expected)
+        for doc_id, score in expected.items():
+            assert got[doc_id] == pytest.approx(score * (2.2 if legacy else 1.0), rel=1e-4), (text, doc_id)
+        assert hits["total"]["value"] == len(expected)
+    client.close()
+
+
+def test_match_operator_and_boost_and_term_on_text(client):
+    client.indices.create(index="cir-ops")
+    bulk_docs(client, "cir-ops", {k: {"caption": v} for k, v in CORPUS.items()})
+    both = client.search(index="cir-ops", body={"query": {"match": {"caption": {"query": "red dress", "operator": "and"}}}})
+    assert [h["_id"] for h in both["hits"]["hits"]] == ["d2"]
+    plain = client.search(index="cir-ops", body={"query": {"match": {"caption": "tree"}}})["hits"]["hits"][0]["_score"]
+    boosted = client.search(index="cir-ops", body={"query": {"match": {"caption": {"query": "tree", "boost": 2}}}})["hits"]["hits"][0]["_score"]
+    assert boosted == pytest.approx(2 * plain, rel=1e-6)
+    term = client.search(index="cir-ops", body={"query": {"term": {"caption": "tree"}}})["hits"]["hits"][0]["_score"]
+    assert term == pytest.approx(plain, rel=1e-6)
+    assert client.search(index="cir-ops", body={"query": {"term": {"caption": "Tree"}}})["hits"]["total"]["value"] == 0
+
+
+# --- k-NN -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "space, expected",
+    [("l2", [0.8, 0.4444, 0.8]), ("cosinesimil", [0.9472, 0.7236, 0.9743]), ("innerproduct", [2.0, 1.5, 2.5])],
+)
+def test_knn_scores_per_space_type(client, space, expected):
+    index = f"vec-{space}"
+    client.indices.create(
+        index=index, body={"mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 3, "space_type": space}}}}
+    )
+    bulk_docs(client, index, {"x": {"v": [1, 0, 0]}, "y": {"v": [0, 1, 0]}, "z": {"v": [1, 1, 0]}})
+    hits = client.search(index=index, body={"query": {"knn": {"v": {"vector": [1, 0.5, 0], "k": 3}}}})["hits"]["hits"]
+    got = {h["_id"]: h["_score"] for h in hits}
+    np.testing.assert_allclose([got["x"], got["y"], got["z"]], expected, atol=1e-4)
+
+
+def random_docs(n: int, dim: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    colours = ["red", "green", "blue", "black"]
+    docs = {
+        f"doc{i}": {"caption": f"item {colours[i % 4]} number{i}", "image_vector": vectors[i].tolist(), "metadata": {"colour": colours[i % 4], "rank": i}}
+        for i in range(n)
+    }
+    return docs, vectors
+
+
+def exact_top(vectors: np.ndarray, query: np.ndarray, k: int, allowed=None) -> list[int]:
+    scores = vectors @ query
+    scores = np.where(scores >= 0, scores + 1, 1 / (1 - scores))
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
+    return list(np.argsort(-scores, kind="stable")[:k])
+
+
+def test_hnsw_recall_and_efficient_filtering(tmp_path):
+    dim, n = 16, 1500
+    client = EmbeddedClient(tmp_path / "e", hnsw_threshold=500)
+    client.indices.put_index_template(name="cir", body=template(dim))
+    client.indices.create(index="cir-hnsw")
+    docs, vectors = random_docs(n, dim)
+    bulk_docs(client, "cir-hnsw", docs)
+    client.indices.refresh(index="cir-hnsw")
+    assert list((tmp_path / "e" / "cir-hnsw" / "vectors").glob("image_vector.*.hnsw"))
+    rng = np.random.default_rng(1)
+    recalls = []
+    for _ in range(20):
+        q = rng.normal(size=dim).astype(np.float32)
+        body = {"query": {"knn": {"image_vector": {"vector": q.tolist(), "k": 10}}}, "_source": False}
+        got = [int(h["_id"][3:]) for h in client.search(index="cir-hnsw", body=body)["hits"]["hits"]]
+        recalls.append(len(set(got) & set(exact_top(vectors, q, 10))) / 10)
+    assert np.mean(recalls) >= 0.9
+    # selective filter (matches x dim <= 2,048,000): exact search, identical to brute force
+    q = rng.normal(size=dim).astype(np.float32)
+    allowed = np.array([i % 4 == 2 for i in range(n)])
+    body = {
+        "size": 10,
+        "query": {"knn": {"image_vector": {"vector": q.tolist(), "k": 10, "filter": {"term": {"metadata.colour": "blue"}}}}},
+    }
+    hits = client.search(index="cir-hnsw", body=body)["hits"]["hits"]
+    assert [int(h["_id"][3:]) for h in hits] == exact_top(vectors, q, 10, allowed)
+    assert all(h["_source"]["metadata"]["colour"] == "blue" for h in hits)
+    client.close()
+
+
+def test_knn_radial_and_bool_post_filter(client):
+    client.indices.create(index="cir-radial")
+    docs = {"a": {"image_vector": [1, 0, 0, 0], "metadata": {"c": "x"}}, "b": {"image_vector": [0.5, 0, 0, 0], "metadata": {"c": "y"}}, "c": {"image_vector": [-1, 0, 0, 0]}}
+    bulk_docs(client, "cir-radial", docs)
+    q = [1, 0, 0, 0]
+    radial = client.search(index="cir-radial", body={"query": {"knn": {"image_vector": {"vector": q, "min_score": 1.4}}}})
+    assert [h["_id"] for h in radial["hits"]["hits"]] == ["a", "b"]
+    # bool filter outside knn is a post-filter on the top k (not efficient filtering)
+    body = {"query": {"bool": {"must": [{"knn": {"image_vector": {"vector": q, "k": 1}}}], "filter": [{"term": {"metadata.c": "y"}}]}}}
+    assert client.search(index="cir-radial", body=body)["hits"]["total"]["value"] == 0
+    with pytest.raises(EngineError, match="exactly one of k"):
+        client.search(index="cir-radial", body={"query": {"knn": {"image_vector": {"vector": q, "k": 1, "min_score": 1}}}})
+    with pytest.raises(EngineError, match="dimension"):
+        client.search(index="cir-radial", body={"query": {"knn": {"image_vector": {"vector": [1, 0], "k": 1}}}})
+
+
+# --- filters --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    client = EmbeddedClient(tmp_path_factory.mktemp("catalog"))
+    client.indices.put_index_template(name="cir", body=template())
+    client.indices.create(index="cir-cat")
+    docs = {
+        "1": {"caption": "red dress", "metadata": {"colour": "red", "size": "m"}, "price": 10, "in_stock": True},
+        "2": {"caption": "blue dress", "metadata": {"colour": "blue", "size": "s"}, "price": 25.5, "in_stock": False},
+        "3": {"caption": "red shoes", "metadata": {"colour": "red", "size": "l"}, "price": 40},
+        "4": {"caption": "green hat", "metadata": {"colour": "green"}, "price": 5, "in_stock": True},
+    }
+    bulk_docs(client, "cir-cat", docs)
+    yield client
+    client.close()
+
+
+def ids_of(client, query, index="cir-cat") -> set[str]:
+    return {h["_id"] for h in client.search(index=index, body={"query": query, "size": 100})["hits"]["hits"]}
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({"term": {"metadata.colour": "red"}}, {"1", "3"}),
+        ({"terms": {"metadata.colour": ["blue", "green"]}}, {"2", "4"}),
+        ({"range": {"price": {"gte": 10, "lt": 40}}}, {"1", "2"}),
+        ({"range": {"metadata.size": {"gt": "l"}}}, {"1", "2"}),
+        ({"exists": {"field": "metadata.size"}}, {"1", "2", "3"}),
+        ({"exists": {"field": "metadata"}}, {"1", "2", "3", "4"}),
+        ({"term": {"in_stock": True}}, {"1", "4"}),
+        ({"ids": {"values": ["2", "9"]}}, {"2"}),
+        ({"bool": {"must_not": [{"term": {"metadata.colour": "red"}}]}}, {"2", "4"}),
+        ({"bool": {"should": [{"term": {"metadata.colour": "red"}}, {"match": {"caption": "dress"}}], "minimum_should_match": 2}}, {"1"}),
+        ({"bool": {"filter": [{"term": {"caption.keyword": "red shoes"}}]}}, {"3"}),
+        ({"bool": {"must": [{"match": {"caption": "dress"}}], "filter": {"range": {"price": {"lte": 20}}}}}, {"1"}),
+        ({"match_all": {}}, {"1", "2", "3", "4"}),
+    ],
+)
+def test_filters(catalog, query, expected):
+    assert ids_of(catalog, query) == expected
+    assert catalog.count(index="cir-cat", body={"query": query})["count"] == len(expected)
+
+
+def test_bool_scores_sum_must_and_should(catalog):
+    match = catalog.search(index="cir-cat", body={"query": {"match": {"caption": "red"}}})["hits"]["hits"]
+    red = {h["_id"]: h["_score"] for h in match}
+    body = {"query": {"bool": {"must": [{"match": {"caption": "red"}}], "should": [{"range": {"price": {"gt": 20}}}], "filter": [{"exists": {"field": "price"}}]}}}
+    hits = {h["_id"]: h["_score"] for h in catalog.search(index="cir-cat", body=body)["hits"]["hits"]}
+    assert hits["1"] == pytest.approx(red["1"]) and hits["3"] == pytest.approx(red["3"] + 1.0)
+    const = catalog.search(index="cir-cat", body={"query": {"constant_score": {"filter": {"term": {"metadata.colour": "red"}}, "boost": 3}}})
+    assert {h["_score"] for h in const["hits"]["hits"]} == {3.0}
+
+
+def test_term_on_keyword_scores_like_lucene(catalog):
+    # keyword fields have no norms: score = idf · 1 / (1 + k1 (1 − b + b / avgdl)), avgdl = values per doc
+    hits = catalog.search(index="cir-cat", body={"query": {"term": {"metadata.colour": "red"}}})["hits"]["hits"]
+    idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))
+    assert hits[0]["_score"] == pytest.approx(idf / (1 + 1.2), rel=1e-5)
+
+
+# --- hybrid ---------------------------------------------------------------------------------------
+def hybrid_fixture(client, index="cir-hyb"):
+    client.indices.create(index=index)
+    docs, vectors = random_docs(60, DIM, seed=3)
+    bulk_docs(client, index, docs)
+    return docs, vectors
+
+
+def sub_results(client, index, query, depth):
+    hits = client.search(index=index, body={"query": query, "size": depth, "_source": False})["hits"]["hits"]
+    return [h["_id"] for h in hits], np.array([h["_score"] for h in hits], dtype=np.float32)
+
+
+def test_hybrid_min_max_arithmetic_matches_scoring_functions(client):
+    hybrid_fixture(client)
+    pipeline = {
+        "phase_results_processors": [
+            {"normalization-processor": {"normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [0.3, 0.7]}}}}
+        ],
+        "response_processors": [{"hybrid_score_explanation": {}}],
+    }
+    client.search_pipeline.put(id="mm", body=pipeline)
+    text = {"match": {"caption": "red blue number7"}}
+    knn = {"knn": {"image_vector": {"vector": [0.5, -0.2, 0.1, 0.9], "k": 8}}}
+    body = {"size": 5, "query": {"hybrid": {"queries": [text, knn]}}, "explain": True, "_source": {"excludes": ["image_vector"]}}
+    response = client.search(index="cir-hyb", body=body, params={"search_pipeline": "mm"})
+    ids_t, raw_t = sub_results(client, "cir-hyb", text, 5)
+    ids_k, raw_k = sub_results(client, "cir-hyb", knn, 5)
+    norm_t, norm_k = min_max([raw_t, raw_k])
+    union = sorted(set(ids_t) | set(ids_k))
+    table = np.array([[dict(zip(ids_t, norm_t)).get(d, 0.0), dict(zip(ids_k, norm_k)).get(d, 0.0)] for d in union])
+    combined = dict(zip(union, combine("arithmetic_mean", table, [0.3, 0.7])))
+    hits = response["hits"]["hits"]
+    assert response["hits"]["total"]["value"] == len(union)
+    expected = sorted(union, key=lambda d: -combined[d])[:5]
+    assert [h["_id"] for h in hits] == expected
+    for h in hits:
+        assert h["_score"] == pytest.approx(combined[h["_id"]], abs=1e-6)
+        assert "image_vector" not in h["_source"]
+        explanation = h["_explanation"]
+        assert explanation["value"] == pytest.approx(h["_score"])
+        assert explanation["description"].startswith("arithmetic_mean")
+        raws = {d["details"][0]["description"]: d["details"][0]["value"] for d in explanation["details"]}
+        if h["_id"] in ids_t:
+            assert raws["sub-query [0] raw score"] == pytest.approx(dict(zip(ids_t, raw_t))[h["_id"]])
+
+
+def test_hybrid_rrf_filter_pagination_and_default_pipeline(client):
+    client.search_pipeline.put(id="rrf", body={"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 10}}}]})
+    client.indices.create(index="cir-rrf", body={"settings": {"index.search.default_pipeline": "rrf"}})
+    docs, _ = random_docs(40, DIM, seed=5)
+    bulk_docs(client, "cir-rrf", docs)
+    text = {"match": {"caption": "red green"}}
+    knn = {"knn": {"image_vector": {"vector": [0.1, 0.2, 0.3, 0.4], "k": 20}}}
+    flt = {"term": {"metadata.colour": "red"}}
+    body = {"size": 4, "from": 2, "query": {"hybrid": {"queries": [text, knn], "pagination_depth": 10, "filter": flt}}}
+    hits = client.search(index="cir-rrf", body=body)["hits"]["hits"]
+    ids_t, _ = sub_results(client, "cir-rrf", {"bool": {"must": [text], "filter": [flt]}}, 10)
+    ids_k, _ = sub_results(client, "cir-rrf", {"knn": {"image_vector": {**knn["knn"]["image_vector"], "filter": flt}}}, 10)
+    rank = rrf_rank_scores(10, 10)
+    fused = Counter()
+    for ids in (ids_t, ids_k):
+        for r, d in enumerate(ids):
+            fused[d] += float(rank[r])
+    order = sorted(fused, key=lambda d: (-fused[d], int(d[3:])))
+    assert [h["_id"] for h in hits] == order[2:6]
+    assert all(docs[h["_id"]]["metadata"]["colour"] == "red" for h in hits)
+
+
+def test_hybrid_errors(client):
+    hybrid_fixture(client, "cir-err")
+    q = {"match": {"caption": "red"}}
+    with pytest.raises(EngineError, match="search pipeline"):
+        client.search(index="cir-err", body={"query": {"hybrid": {"queries": [q]}}})
+    client.search_pipeline.put(id="p", body={"phase_results_processors": [{"normalization-processor": {}}]})
+    with pytest.raises(EngineError, match="between 1 and 5"):
+        client.search(index="cir-err", body={"query": {"hybrid": {"queries": [q] * 6}}}, params={"search_pipeline": "p"})
+    with pytest.raises(EngineError, match="pagination_depth"):
+        client.search(index="cir-err", body={"from": 2, "query": {"hybrid": {"queries": [q]}}}, params={"search_pipeline": "p"})
+    with pytest.raises(EngineError, match="top level"):
+        client.search(index="cir-err", body={"query": {"bool": {"must": [{"hybrid": {"queries": [q]}}]}}})
+    with pytest.raises(EngineError, match="not defined"):
+        client.search(index="cir-err", body={"query": {"hybrid": {"queries": [q]}}}, params={"search_pipeline": "nope"})
+    with pytest.raises(UnsupportedQueryError, match="request_processors"):
+        client.search_pipeline.put(id="bad", body={"request_processors": [{"filter_query": {}}]})
+    client.search_pipeline.put(id="w", body={"phase_results_processors": [{"normalization-processor": {"combination": {"technique": "arithmetic_mean", "parameters": {"weights": [1.0]}}}}]})
+    with pytest.raises(EngineError, match="number of weights"):
+        client.search(index="cir-err", body={"query": {"hybrid": {"queries": [q, q]}}}, params={"search_pipeline": "w"})
+    assert client.search_pipeline.get(id="w")["w"]["phase_results_processors"]
+    client.search_pipeline.delete(id="w")
+    with pytest.raises(EngineError) as missing:
+        client.search_pipeline.get(id="w")
+    assert missing.value.status == 404
+
+
+# --- request surface ------------------------------------------------------------------------------
+def test_unsupported_things_are_named(catalog):
+    with pytest.raises(UnsupportedQueryError, match="match_phrase"):
+        catalog.search(index="cir-cat", body={"query": {"match_phrase": {"caption": "red dress"}}})
+    with pytest.raises(UnsupportedQueryError, match="sort"):
+        catalog.search(index="cir-cat", body={"query": {"match_all": {}}, "sort": ["price"]})
+    with pytest.raises(UnsupportedQueryError, match="fuzziness"):
+        catalog.search(index="cir-cat", body={"query": {"match": {"caption": {"query": "red", "fuzziness": 1}}}})
+    with pytest.raises(UnsupportedQueryError, match="update"):
+        catalog.bulk(body=[{"update": {"_index": "cir-cat", "_id": "1"}}, {"doc": {"price": 1}}])
+
+
+def test_source_filtering_and_total_hits_shapes(catalog):
+    body = {"query": {"match_all": {}}, "size": 1, "_source": {"includes": ["metadata.*", "price"], "excludes": ["metadata.size"]}}
+    response = catalog.search(index="cir-cat", body=body)
+    assert response["hits"]["hits"][0]["_source"] == {"metadata": {"colour": "red"}, "price": 10}
+    assert catalog.search(index="cir-cat", body={"_source": False})["hits"]["hits"][0].keys() == {"_index", "_id", "_score"}
+    assert catalog.search(index="cir-cat", body={"track_total_hits": 2})["hits"]["total"] == {"value": 2, "relation": "gte"}
+    assert "total" not in catalog.search(index="cir-cat", body={"track_total_hits": False})["hits"]
+    response = catalog.search(index="cir-cat", body={"query": {"match": {"caption": "nothing"}}})
+    assert response["hits"] == {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}
+    for key in ("took", "timed_out", "_shards"):
+        assert key in response
+
+
+def test_bulk_item_semantics_and_versions(client):
+    client.indices.create(index="cir-bulk")
+    body = [
+        {"index": {"_index": "cir-bulk", "_id": "a"}}, {"caption": "first", "image_vector": [1, 0, 0, 0]},
+        {"create": {"_index": "cir-bulk", "_id": "a"}}, {"caption": "dup"},
+        {"index": {"_index": "cir-bulk", "_id": "b"}}, {"caption": "bad", "image_vector": [1, 2]},
+        {"delete": {"_index": "cir-bulk", "_id": "zz"}},
+        {"index": {"_index": "cir-bulk", "_id": "a"}}, {"caption": "second"},
+        {"index": {"_index": "cir-bulk"}}, {"caption": "auto id"},
+    ]
+    response = client.bulk(body=body)
+    assert response["errors"] is True
+    statuses = [next(iter(item.values()))["status"] for item in response["items"]]
+    assert statuses == [201, 409, 400, 404, 200, 201]
+    assert response["items"][2]["index"]["error"]["type"] == "mapper_parsing_exception"
+    assert response["items"][4]["index"]["_version"] == 2 and response["items"][4]["index"]["result"] == "updated"
+    assert client.get(index="cir-bulk", id="a")["_source"] == {"caption": "second"}
+    assert client.count(index="cir-bulk")["count"] == 2
+    assert client.search(index="cir-bulk", body={"query": {"match": {"caption": "first"}}})["hits"]["total"]["value"] == 0
+    assert client.delete(index="cir-bulk", id="a")["result"] == "deleted"
+    with pytest.raises(EngineError) as gone:
+        client.get(index="cir-bulk", id="a")
+    assert gone.value.status == 404
+    ndjson = '{"index": {"_id": "n"}}\n{"caption": "from ndjson"}\n'
+    assert not client.bulk(body=ndjson, index="cir-bulk")["errors"]
+    assert client.index(index="cir-bulk", id="m", body={"caption": "one"})["result"] == "created"
+
+
+def test_indices_lifecycle_and_mapping(client):
+    assert client.indices.create(index="cir-life")["acknowledged"]
+    with pytest.raises(EngineError) as exists:
+        client.indices.create(index="cir-life")
+    assert exists.value.status == 400 and exists.value.error_type == "resource_already_exists_exception"
+    mapping = client.indices.get_mapping(index="cir-life")["cir-life"]["mappings"]
+    assert mapping["properties"]["image_vector"]["dimension"] == DIM
+    assert mapping["_meta"]["cir"]["model_id"] == "default"
+    bulk_docs(client, "cir-life", {"x": {"metadata": {"brand": "acme"}, "extra": 3}})
+    mapping = client.indices.get_mapping(index="cir-life")["cir-life"]["mappings"]
+    assert mapping["properties"]["metadata"]["properties"]["brand"] == {"type": "keyword"}
+    assert mapping["properties"]["extra"] == {"type": "long"}
+    with pytest.raises(EngineError, match="Invalid index name"):
+        client.indices.create(index="Bad*Name")
+    assert client.indices.delete(index="cir-life")["acknowledged"]
+    assert not client.indices.exists(index="cir-life")
+    with pytest.raises(EngineError) as missing:
+        client.search(index="cir-life", body={})
+    assert missing.value.status == 404
+
+
+def test_reopen_and_second_client_see_committed_state(client, tmp_path):
+    client.indices.create(index="cir-reopen")
+    bulk_docs(client, "cir-reopen", {"a": {"caption": "hello world", "image_vector": [0.1, 0.2, 0.3, 0.4]}})
+    reader = EmbeddedClient(client.root)
+    assert reader.get(index="cir-reopen", id="a")["_source"]["image_vector"] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    bulk_docs(client, "cir-reopen", {"b": {"caption": "hello again"}})
+    hits = reader.search(index="cir-reopen", body={"query": {"match": {"caption": "hello"}}})["hits"]
+    assert hits["total"]["value"] == 2  # the reader catches up with the writer's manifest
+    reader.close()
+
+
+def test_single_writer_lock(client, monkeypatch):
+    client.indices.create(index="cir-lock")
+    bulk_docs(client, "cir-lock", {"a": {"caption": "x"}})
+    monkeypatch.setattr(store_module, "WRITE_LOCK_TIMEOUT_S", 0.2)
+    other = EmbeddedClient(client.root)
+    with pytest.raises(EngineError) as locked:
+        other.index(index="cir-lock", id="b", body={"caption": "y"})
+    assert locked.value.status == 409
+    assert other.count(index="cir-lock")["count"] == 1  # reading needs no lock
+    client.close()
+    other.index(index="cir-lock", id="b", body={"caption": "y"})
+    assert other.count(index="cir-lock")["count"] == 2
+    other.close()
