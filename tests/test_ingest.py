@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from opensearch_cir import admin
 from opensearch_cir.errors import EngineError, IngestInterruptedError
 from opensearch_cir.ingest import Ingestor, Record, ingest, iter_manifest, mean_caption_vectors
 
@@ -32,7 +33,6 @@ class InMemoryClient:
         self.mappings: dict[str, dict] = {}
         self.templates: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
-        self.writes: Counter = Counter()  # (index, id) -> successful index operations
         self.indices = _Namespace(
             create=self._create, exists=lambda index: index in self.indices_store,
             delete=lambda index: self.indices_store.pop(index), refresh=lambda index: {"_shards": {}},
@@ -73,7 +73,6 @@ class InMemoryClient:
             docs = self.indices_store.setdefault(meta["_index"], {})
             result = "updated" if meta["_id"] in docs else "created"
             docs[meta["_id"]] = source
-            self.writes[(meta["_index"], meta["_id"])] += 1
             items.append({"index": {"_index": meta["_index"], "_id": meta["_id"], "status": 201, "result": result}})
         return {"took": 1, "errors": False, "items": items}
 
@@ -87,21 +86,31 @@ class InMemoryClient:
         ]
         return {"hits": {"total": {"value": len(hits), "relation": "eq"}, "hits": hits[: body["size"]]}}
 
+    def get(self, index, id):
+        if id not in self.indices_store.get(index, {}):
+            raise EngineError(f"document {id} not found", status=404)
+        return {"_index": index, "_id": id, "found": True, "_source": self.indices_store[index][id]}
+
     def count(self, index, body=None):
         return {"count": len(self.indices_store.get(index, {}))}
 
 
-class FlakyBulk(InMemoryClient):
-    """Rejects chosen items with a per-item status a number of times, or drops the connection."""
+class Flaky:
+    """Wraps a client (in-memory or the embedded engine): rejects chosen bulk items with a per-item
+    status a number of times, or drops the connection after some bulk calls; counts writes per id."""
 
-    def __init__(self, reject=None, times=1, drop_after_calls=None):
-        super().__init__()
+    def __init__(self, inner, reject=None, times=1, drop_after_calls=None):
+        self.inner = inner
         self.reject = reject or {}  # id -> (status, error type)
         self.times = Counter({doc_id: times for doc_id in self.reject})
         self.drop_after_calls = drop_after_calls
         self.calls = 0
+        self.writes: Counter = Counter()
 
-    def bulk(self, body, index=None, refresh=None):
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def bulk(self, body, **kwargs):
         self.calls += 1
         if self.drop_after_calls is not None and self.calls > self.drop_after_calls:
             raise ConnectionResetError("connection reset by peer")
@@ -115,9 +124,35 @@ class FlakyBulk(InMemoryClient):
             else:
                 accepted += [action, source]
                 items.append(None)
-        written = iter(super().bulk(accepted)["items"]) if accepted else iter(())
+        written = iter(self.inner.bulk(body=accepted, **kwargs)["items"]) if accepted else iter(())
         items = [item if item is not None else next(written) for item in items]
-        return {"took": 1, "errors": any("error" in next(iter(i.values())) for i in items), "items": items}
+        for item in items:
+            result = item["index"]
+            if 200 <= result["status"] < 300:
+                self.writes[result["_id"]] += 1
+        return {"took": 1, "errors": any("error" in i["index"] for i in items), "items": items}
+
+
+@pytest.fixture(params=["memory", "embedded"])
+def backend(request, tmp_path):
+    """A fresh client: the in-memory fake, or B's embedded engine in a temporary folder."""
+    if request.param == "memory":
+        yield InMemoryClient()
+        return
+    from opensearch_cir.engines.embedded import EmbeddedClient
+
+    client = EmbeddedClient(tmp_path / "engine")
+    yield client
+    client.close()
+
+
+def _source(client, doc_id):
+    return client.get(index=INDEX, id=doc_id)["_source"]
+
+
+def _count(client):
+    client.indices.refresh(index=INDEX)
+    return client.count(index=INDEX)["count"]
 
 
 @pytest.fixture(scope="module")
@@ -165,81 +200,84 @@ def _errors(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_folder_with_bad_files(folder, encoder, tmp_path):
+def _ready(client, encoder):
+    admin.setup_index(client, INDEX, encoder.manifest, pipelines={})
+    return client
+
+
+def test_folder_with_bad_files(backend, folder, encoder, tmp_path):
     root, good, bad = folder
-    client = InMemoryClient()
+    client = _ready(backend, encoder)
     report = ingest(client, INDEX, encoder, root, errors=tmp_path / "errors.jsonl", batch_size=5, retry_backoff=0)
     assert (report.input, report.indexed, report.failed, report.skipped) == (16, 12, 4, 0)
     assert report.indexed + report.skipped + report.failed == report.input
-    docs = client.indices_store[INDEX]
-    assert set(docs) == set(good.values())  # ids are the sha256 of the image bytes
+    assert _count(client) == 12
+    for doc_id in good.values():  # ids are the sha256 of the image bytes
+        assert _source(client, doc_id)["content_hash"] == doc_id
     errors = _errors(tmp_path / "errors.jsonl")
     assert {e["source"] for e in errors} == bad
     assert all(e["stage"] in ("read", "decode") and e["reason"] for e in errors)
-    captioned = docs[good["img01.png"]]
+    captioned = _source(client, good["img01.png"])
     assert captioned["caption"] == ["a green square", "a bright square"]
-    assert docs[good["img02.png"]]["metadata"] == {"colour": "red"}
+    assert _source(client, good["img02.png"])["metadata"] == {"colour": "red"}
     assert np.isclose(np.linalg.norm(captioned["caption_vector"]), 1.0, atol=1e-5)
-    assert "caption" not in docs[good["img04.png"]]
-    assert docs[good["sub/img03.png"]]["image_uri"] == "sub/img03.png"
-    assert docs[good["img04.png"]]["model_id"] == encoder.model_id
-    vector = np.array(docs[good["img04.png"]]["image_vector"], dtype=np.float32)
+    plain = _source(client, good["img04.png"])
+    assert "caption" not in plain and plain["model_id"] == encoder.model_id
+    assert _source(client, good["sub/img03.png"])["image_uri"] == "sub/img03.png"
     expected = encoder.encode_images([root / "img04.png"])[0]
-    assert np.allclose(vector, expected, atol=1e-5)
+    assert np.allclose(np.array(plain["image_vector"], dtype=np.float32), expected, atol=1e-5)
     assert report.timings["encode_images"] > 0 and report.timings["decode"] > 0
 
 
-def test_reingest_updates_instead_of_duplicating(folder, encoder):
+def test_reingest_updates_instead_of_duplicating(backend, folder, encoder):
     root, good, _ = folder
-    client = InMemoryClient()
+    client = _ready(backend, encoder)
     ingest(client, INDEX, encoder, root, retry_backoff=0)
     again = ingest(client, INDEX, encoder, root, retry_backoff=0)
-    assert again.indexed == 12
-    assert len(client.indices_store[INDEX]) == 12
+    assert again.indexed == 12 and _count(client) == 12
     resumed = ingest(client, INDEX, encoder, root, resume=True, retry_backoff=0)
     assert (resumed.indexed, resumed.skipped, resumed.failed) == (0, 12, 4)
     assert resumed.skip_reasons == {"already indexed": 12}
 
 
-def test_bulk_items_rejected_with_429_are_retried(folder, encoder, tmp_path):
+def test_bulk_items_rejected_with_429_are_retried(backend, folder, encoder, tmp_path):
     root, good, _ = folder
     ids = sorted(good.values())
     rejected = {ids[0]: (429, "es_rejected_execution_exception"), ids[5]: (429, "es_rejected_execution_exception"),
                 ids[7]: (400, "mapper_parsing_exception")}
-    client = FlakyBulk(reject=rejected, times=2)
+    client = Flaky(_ready(backend, encoder), reject=rejected, times=2)
     report = ingest(client, INDEX, encoder, root, errors=tmp_path / "e.jsonl", batch_size=4, retry_backoff=0)
     assert report.indexed == 11 and report.failed == 5
     assert report.retried_items == 4  # two 429 items, two retries each
-    assert (INDEX, ids[0]) in client.writes and (INDEX, ids[7]) not in client.writes
-    assert all(count == 1 for count in client.writes.values())
+    assert client.writes[ids[0]] == 1 and client.writes[ids[5]] == 1 and ids[7] not in client.writes
+    assert set(client.writes.values()) == {1} and _count(client) == 11
     write_errors = [e for e in _errors(tmp_path / "e.jsonl") if e["stage"] == "write"]
     assert len(write_errors) == 1 and "mapper_parsing_exception" in write_errors[0]["reason"]
 
 
 def test_persistent_429_ends_as_failure_not_loss(encoder, tmp_path):
     data = _png("purple")
-    client = FlakyBulk(reject={_sha(data): (429, "es_rejected_execution_exception")}, times=100)
+    client = Flaky(InMemoryClient(), reject={_sha(data): (429, "es_rejected_execution_exception")}, times=100)
     with Ingestor(client, INDEX, encoder, max_retries=3, retry_backoff=0, errors=tmp_path / "e.jsonl") as ingestor:
         ingestor.add(Record(data, captions="purple square", uri="mem://purple"))
     assert (ingestor.report.indexed, ingestor.report.failed) == (0, 1)
     assert "429" in _errors(tmp_path / "e.jsonl")[0]["reason"]
 
 
-def test_connection_drop_then_resume(folder, encoder, tmp_path):
+def test_connection_drop_then_resume(backend, folder, encoder, tmp_path):
     root, good, bad = folder
-    flaky = FlakyBulk(drop_after_calls=1)
+    flaky = Flaky(_ready(backend, encoder), drop_after_calls=1)
     with pytest.raises(IngestInterruptedError):
         ingest(flaky, INDEX, encoder, root, batch_size=3, max_retries=2, retry_backoff=0)
-    first = len(flaky.indices_store[INDEX])
-    assert 0 < first < len(good)
+    first = sum(flaky.writes.values())
+    assert 0 < first < len(good) and _count(flaky) == first
 
-    healthy = InMemoryClient()  # the same data, the connection back
-    healthy.indices_store, healthy.writes = flaky.indices_store, flaky.writes
+    healthy = Flaky(backend)  # the same engine, the connection back
     report = ingest(healthy, INDEX, encoder, root, resume=True, batch_size=3, errors=tmp_path / "e.jsonl", retry_backoff=0)
     assert report.skipped == first and report.indexed == len(good) - first
     assert report.indexed + report.skipped + report.failed == report.input == len(good) + len(bad)
-    assert set(healthy.indices_store[INDEX]) == set(good.values())
-    assert all(count == 1 for count in healthy.writes.values())  # every good input written exactly once
+    assert _count(healthy) == len(good)
+    assert flaky.writes + healthy.writes == Counter(dict.fromkeys(good.values(), 1))  # each good input once
     assert {e["source"] for e in _errors(tmp_path / "e.jsonl")} == bad
 
 

@@ -111,12 +111,29 @@ def _validator(spec_root: Path, kind: str):
     return Draft202012Validator({"$ref": f"{uri}#/{pointer}"}, registry=registry)
 
 
-def _spec_errors(kind: str, body: Any, spec_root: Path) -> Iterator[str]:
+_MEMO_MAX_CHARS = 64_000  # small bodies (templates, pipelines, queries) repeat: remember their verdicts
+
+
+def _spec_errors(kind: str, body: Any, spec_root: Path) -> list[str]:
+    try:
+        text = json.dumps(body, sort_keys=True)
+    except (TypeError, ValueError):
+        return _spec_errors_uncached(kind, body, spec_root)
+    if len(text) > _MEMO_MAX_CHARS:
+        return _spec_errors_uncached(kind, body, spec_root)
+    return list(_spec_errors_memo(kind, text, spec_root))
+
+
+@lru_cache(maxsize=512)
+def _spec_errors_memo(kind: str, text: str, spec_root: Path) -> tuple[str, ...]:
+    return tuple(_spec_errors_uncached(kind, json.loads(text), spec_root))
+
+
+def _spec_errors_uncached(kind: str, body: Any, spec_root: Path) -> list[str]:
     from jsonschema.exceptions import best_match
 
     error = best_match(_validator(spec_root, kind).iter_errors(body))
-    if error is not None:
-        yield f"{error.json_path}: {error.message} (OpenAPI spec)"
+    return [] if error is None else [f"{error.json_path}: {error.message} (OpenAPI spec)"]
 
 
 # -- our stricter rules -----------------------------------------------------------------------
