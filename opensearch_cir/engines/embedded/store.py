@@ -113,7 +113,17 @@ class IndexStore:
         self._load_meta()
         self._reset_state()
         self.refresh()
+        if self.manifest["text"]["generation"] != self.generation:
+            self._repair_after_crash()
 
+    def _repair_after_crash(self) -> None:
+        """A writer died between its manifest and its text commit: if no writer holds the lock now,
+        replay the missing batches into the text index (what the next writer would do anyway)."""
+        try:
+            self._acquire_writer(timeout=0.0)
+        except EngineError:
+            return  # a live writer owns the index and repairs it
+        self.close()
     # --- creation and metadata -------------------------------------------------------------------
     def _create(self, settings: dict, mappings: dict) -> None:
         mapping = Mapping(mappings, settings)  # validates before anything is written
@@ -316,11 +326,11 @@ class IndexStore:
         return np.asarray(searcher.fast_field_values(ORD_FIELD, [addr for _, addr in hits]), dtype=np.int64)
 
     # --- writing -----------------------------------------------------------------------------------
-    def _acquire_writer(self) -> None:
+    def _acquire_writer(self, timeout: float | None = None) -> None:
         if self._lock_fd is not None:
             return
         fd = os.open(self.folder / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + WRITE_LOCK_TIMEOUT_S
+        deadline = time.monotonic() + (WRITE_LOCK_TIMEOUT_S if timeout is None else timeout)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -367,6 +377,7 @@ class IndexStore:
         self._index_text(writer, [json.loads(line) for line in data.splitlines()])
         writer.commit()
         self._write_manifest(text_committed=True)
+        self.text_index.reload()
 
     def _index_text(self, writer, records: list[dict]) -> None:
         """Apply log records to the text index, in order (a delete only hits earlier additions)."""

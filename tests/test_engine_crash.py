@@ -1,0 +1,125 @@
+"""Crash safety: a writer killed with SIGKILL mid-bulk loses at most the unacknowledged batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from opensearch_cir.engines.embedded import EmbeddedClient
+
+BATCH = 150
+DIM = 32
+
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from opensearch_cir.engines.embedded import EmbeddedClient, store, vectors
+
+    root, first, crash = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    DIM, BATCH = %d, %d
+
+    def die(*_a, **_k):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if crash == "before_manifest":  # log written and fsynced, vectors half done, manifest not replaced
+        vectors.VectorField.append = die
+    elif crash == "after_manifest":  # acknowledged on disk, text index not committed yet
+        original = store.IndexStore._text_writer_handle
+        calls = []
+        def handle(self):
+            calls.append(1)
+            if self.manifest["generation"] > 1 and len(calls) > 1:
+                die()
+            return original(self)
+        store.IndexStore._text_writer_handle = handle
+
+    client = EmbeddedClient(root)
+    if not client.indices.exists(index="crash"):
+        client.indices.create(index="crash", body={"mappings": {"properties": {
+            "caption": {"type": "text", "analyzer": "a"},
+            "v": {"type": "knn_vector", "dimension": DIM, "space_type": "l2"}}},
+            "settings": {"analysis": {"tokenizer": {"t": {"type": "pattern", "pattern": "[^\\\\p{L}\\\\p{N}]+"}},
+                                      "analyzer": {"a": {"type": "custom", "tokenizer": "t", "filter": ["lowercase"]}}}}})
+    batch = first
+    while True:
+        body = []
+        for i in range(BATCH):
+            rng = np.random.default_rng(batch * 100_000 + i)
+            body += [{"index": {"_index": "crash", "_id": f"b{batch}-{i}"}},
+                     {"caption": f"batch{batch} item{i} " + "filler " * (i %% 7), "n": i, "v": rng.normal(size=DIM).tolist()}]
+        response = client.bulk(body=body)
+        assert not response["errors"]
+        print(f"ACK {batch}", flush=True)
+        batch += 1
+    """
+) % (DIM, BATCH)
+
+
+def run_writer(root, first_batch: int, crash: str, kill_after_acks: int | None = None) -> list[int]:
+    """Start a writer; SIGKILL it after `kill_after_acks` acknowledgements (+ a random delay), or let
+    it kill itself at the `crash` point. Returns the acknowledged batch numbers."""
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(first_batch), crash], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    acked = []
+    try:
+        for line in proc.stdout:
+            acked.append(int(line.split()[1]))
+            if kill_after_acks is not None and len(acked) >= kill_after_acks:
+                time.sleep(np.random.default_rng(len(acked)).uniform(0.0, 0.05))
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    return acked
+
+
+def check_index(root, acked: set[int]) -> set[int]:
+    """Every acknowledged batch is complete and searchable; every batch present is complete."""
+    client = EmbeddedClient(root)
+    ids = set()
+    total = client.count(index="crash")["count"]
+    response = client.search(index="crash", body={"size": 10_000, "_source": False, "query": {"match_all": {}}})
+    ids = {h["_id"] for h in response["hits"]["hits"]}
+    assert len(ids) == total
+    present = {int(doc_id[1:].split("-")[0]) for doc_id in ids}
+    assert acked <= present
+    for batch in present:
+        batch_ids = {f"b{batch}-{i}" for i in range(BATCH)}
+        assert batch_ids <= ids, f"batch {batch} is half-written"
+        text = client.search(index="crash", body={"query": {"match": {"caption": f"batch{batch}"}}, "_source": False, "size": 1})
+        assert text["hits"]["total"]["value"] == BATCH
+        for i in (0, BATCH - 1):
+            doc = client.get(index="crash", id=f"b{batch}-{i}")["_source"]
+            expected = np.random.default_rng(batch * 100_000 + i).normal(size=DIM).astype(np.float32)
+            np.testing.assert_array_equal(np.asarray(doc["v"], dtype=np.float32), expected)
+            assert doc["n"] == i and doc["caption"].startswith(f"batch{batch} item{i}")
+    top = client.search(index="crash", body={"query": {"knn": {"v": {"vector": [0.0] * DIM, "k": 3}}}})
+    assert len(top["hits"]["hits"]) == 3
+    client.close()
+    return present
+
+
+def test_sigkill_mid_bulk_never_loses_acknowledged_batches(tmp_path):
+    root = tmp_path / "db"
+    acked: set[int] = set()
+    acked |= set(run_writer(root, 0, "none", kill_after_acks=3))
+    present = check_index(root, acked)
+    acked |= set(run_writer(root, max(present) + 1, "before_manifest"))
+    present_after = check_index(root, acked)
+    assert present_after == present  # the batch killed before its manifest is gone entirely
+    acked |= set(run_writer(root, max(present_after) + 1, "after_manifest"))
+    present_final = check_index(root, acked)  # repaired into the text index on reopen
+    assert present_final == present_after | acked | {max(acked) + 1}  # durable though not acknowledged
+    acked |= set(run_writer(root, max(present_final) + 1, "none", kill_after_acks=2))
+    check_index(root, acked)
