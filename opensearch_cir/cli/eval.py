@@ -16,7 +16,7 @@ _ENGINE = typer.Option(None, "--engine-dir", help="Embedded engine folder for th
                        "(kept between runs and reused; default: OUT/engine).")
 _MODEL = typer.Option(None, "--model", help="Model name under onnx_models/ or a folder (default: the default model).")
 _JSON = typer.Option(False, "--json", help="Print the result JSON on stdout.")
-_TUNE = typer.Option(400, "--tune-queries", help="Dev queries used for tuning (the rest of the dev half is unused).")
+_TUNE = typer.Option(200, "--tune-queries", help="Dev queries used for tuning (the rest of the dev half is unused).")
 
 
 def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str], as_json: bool,

@@ -138,7 +138,7 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
 
 
 def run(data: str | Path, client: Any, encoder: Any, *, gallery_size: int | None = 8000, n_queries: int = 4600,
-        tune_subset: int = 400, strategies: tuple[str, ...] | None = None) -> dict:
+        tune_subset: int = 200, strategies: tuple[str, ...] | None = None) -> dict:
     """Build the gallery index and the queries from `data`, tune on dev, score on test."""
     from ..compose.query import STRATEGIES
     from ..datasets.fashion import FashionCatalog

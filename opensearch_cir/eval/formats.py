@@ -108,7 +108,7 @@ def _circo_metrics(rankings: list[list[str]], cases: list[Case]) -> dict[str, fl
     return {f"map@{k}": metrics.map_at_k(rankings, [c.relevant for c in cases], k) for k in (5, 10, 25, 50)}
 
 
-def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: str, tune_subset: int = 400) -> dict:
+def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: str, tune_subset: int = 200) -> dict:
     """Index the gallery and evaluate (tuned on half of the queries, reported on the other half)."""
     from ..ingest import Record
 
@@ -137,7 +137,7 @@ def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: 
     return result
 
 
-def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 400) -> dict:
+def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200) -> dict:
     """All three categories, each over its own gallery; `strategies` holds the category average."""
     per_category = {c: run_benchmark(load_fashioniq(root, c, split), client, encoder, protocol="fashioniq",
                                      tune_subset=tune_subset) for c in FASHIONIQ_CATEGORIES}

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 5, 10, 50)
 MAP_KS = (10, 50)
-TUNING_METRIC = "recall@10"
+TUNING_K = 10
+TUNING_METRIC = f"recall@{TUNING_K}"
 GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
@@ -49,7 +50,7 @@ def build_index(client: Any, index: str, encoder: Any, records: Iterable[Any], *
             return
         client.indices.delete(index=index)
     setup_index(client, index, encoder.manifest)
-    ingestor = Ingestor(client, index, encoder)
+    ingestor = Ingestor(client, index, encoder, progress=True, total=expected)
     for record in records:
         ingestor.add(record)
     report = ingestor.close()
@@ -117,7 +118,7 @@ def run_composed(
     *,
     name: str,
     strategies: Sequence[str],
-    tune_subset: int = 400,
+    tune_subset: int = 200,
     base: Weights | None = None,
     extra_metrics: Callable[[list[list[str]], list[Case]], dict[str, float]] | None = None,
 ) -> dict:
@@ -135,13 +136,13 @@ def run_composed(
     if not dev or not test:
         raise CIRError(f"{name}: need queries in both halves (got {len(dev)} dev, {len(test)} test)")
     dev = dev[:tune_subset]
-    dev_prepared = prepare_cases(client, index, encoder, dev, k, f"{name} dev")
+    dev_prepared = prepare_cases(client, index, encoder, dev, TUNING_K, f"{name} dev")
     dev_relevant = [c.relevant for c in dev]
 
     def evaluate(strategy: str) -> Callable[[Weights], float]:
         def score(weights: Weights) -> float:
-            ranking = rank(client, index, dev_prepared, strategy, weights, k)
-            return metrics.recall_at_k(ranking, dev_relevant, 10)
+            ranking = rank(client, index, dev_prepared, strategy, weights, TUNING_K)
+            return metrics.recall_at_k(ranking, dev_relevant, TUNING_K)
         return score
 
     tuned: dict[str, Weights] = {}
@@ -152,14 +153,13 @@ def run_composed(
     progress.update()
     if "caption_aware" in strategies:
         tuned["caption_aware"], tuning["caption_aware.beta"] = tune_scalar(
-            evaluate("caption_aware"), fused, "beta", [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
+            evaluate("caption_aware"), fused, "beta", [0.0, 0.1, 0.2, 0.3, 0.5])
     progress.update()
     tuned["slerp"], tuning["slerp.lam"] = tune_scalar(evaluate("slerp"), base, "lam")
     progress.update()
     if "pdv" in strategies:
-        pdv, tuning["pdv.pdv_beta"] = tune_scalar(evaluate("pdv"), base, "pdv_beta")
-        tuned["pdv"], tuning["pdv.pdv_alpha_text"] = tune_scalar(
-            evaluate("pdv"), pdv, "pdv_alpha_text", [0.5, 1.0, 1.5, 2.0, 3.0])
+        pdv, tuning["pdv.pdv_beta"] = tune_scalar(evaluate("pdv"), base, "pdv_beta", GRID[::2])
+        tuned["pdv"], tuning["pdv.pdv_alpha_text"] = tune_scalar(evaluate("pdv"), pdv, "pdv_alpha_text", [0.5, 1.0, 2.0])
     progress.update()
     if "hybrid" in strategies:
         tuned["hybrid"], tuning["hybrid.weights"], tuning["hybrid.normalization"] = _tune_hybrid(
@@ -200,11 +200,11 @@ def _tune_hybrid(score: Callable[[Weights], float], fused: Weights, pdv: Weights
     for bm25, image, caption in hybrid_weight_grid():
         weights = replace(fused, bm25=bm25, image=image, caption=caption)
         weight_curve.append(((bm25, image, caption), score(weights)))
-    (bm25, image, caption), _ = max(weight_curve, key=lambda point: point[1])
+    (bm25, image, caption), best_score = max(weight_curve, key=lambda point: point[1])
     best = replace(fused, bm25=bm25, image=image, caption=caption)
     if pdv is not None:
         with_pdv = replace(best, hybrid_vector="pdv", pdv_beta=pdv.pdv_beta, pdv_alpha_text=pdv.pdv_alpha_text)
-        if score(with_pdv) > score(best):
+        if score(with_pdv) > best_score:
             best = with_pdv
     norm_curve = [(technique, score(replace(best, normalization=technique))) for technique in ("min_max", "l2", "z_score", "rrf")]
     best = replace(best, normalization=max(norm_curve, key=lambda point: point[1])[0])

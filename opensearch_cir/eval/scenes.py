@@ -27,7 +27,7 @@ def _png(scene: Any, size: int) -> bytes:
 
 
 def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_distractors: int = 2000,
-        tune_subset: int = 400, image_size: int = 64) -> dict:
+        tune_subset: int = 200, image_size: int = 64) -> dict:
     """Generate, index and evaluate the scenes benchmark of `seed` (seeds < 1000 are never trained on)."""
     from ..datasets.scenes import generate_catalog, generate_queries
     from ..ingest import Record
