@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from opensearch_cir import admin
+from opensearch_cir.encoders.preprocess import load_image
 from opensearch_cir.errors import EngineError, IngestInterruptedError
 from opensearch_cir.ingest import Ingestor, Record, ingest, iter_manifest, mean_caption_vectors
 
@@ -229,15 +230,28 @@ def test_folder_with_bad_files(backend, folder, encoder, tmp_path):
     assert report.timings["encode_images"] > 0 and report.timings["decode"] > 0
 
 
-def test_reingest_updates_instead_of_duplicating(backend, folder, encoder):
+def test_reingest_updates_instead_of_duplicating(backend, folder, encoder, monkeypatch):
+    from opensearch_cir.ingest import ingestor as ingestor_module
+
     root, good, _ = folder
     client = _ready(backend, encoder)
     ingest(client, INDEX, encoder, root, retry_backoff=0)
     again = ingest(client, INDEX, encoder, root, retry_backoff=0)
     assert again.indexed == 12 and _count(client) == 12
+    decoded = []
+    monkeypatch.setattr(ingestor_module, "load_image", lambda data, **kw: decoded.append(1) or load_image(data, **kw))
     resumed = ingest(client, INDEX, encoder, root, resume=True, retry_backoff=0)
     assert (resumed.indexed, resumed.skipped, resumed.failed) == (0, 12, 4)
     assert resumed.skip_reasons == {"already indexed": 12}
+    assert len(decoded) == 3  # only the 3 non-empty bad files: known images are skipped before decoding
+
+
+def test_identical_bad_files_are_each_reported(encoder, tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"same corrupt bytes")
+    report = ingest(InMemoryClient(), INDEX, encoder, tmp_path, errors=tmp_path / "e.jsonl")
+    assert (report.failed, report.skipped) == (2, 0)
+    assert [e["source"] for e in _errors(tmp_path / "e.jsonl")] == ["a.jpg", "b.jpg"]
 
 
 def test_bulk_items_rejected_with_429_are_retried(backend, folder, encoder, tmp_path):

@@ -1,8 +1,10 @@
-"""The ingestion pipeline: read → decode/preprocess (worker threads) → encode → bulk write.
+"""The ingestion pipeline: read + hash → skip known → decode/preprocess → encode → bulk write.
 
-Records are read and decoded in a thread pool while the previous batch is being encoded and
-written, so decoding overlaps encoding. Document ids are the sha256 of the image bytes, so
-re-ingesting an image updates its document instead of adding a copy.
+Reading, hashing, decoding and preprocessing run in a thread pool while the previous batch is
+being encoded and written, so decoding overlaps encoding. Known images (seen earlier in the run,
+or already indexed with `resume`) are dropped right after hashing, before any decoding. Document
+ids are the sha256 of the image bytes, so re-ingesting an image updates its document instead of
+adding a copy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from .writer import BulkWriter, Document
 log = logging.getLogger(__name__)
 
 MAX_REMOTE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class _Read:
+    record: Record
+    content_hash: str
+    data: bytes
 
 
 @dataclass
@@ -123,8 +132,13 @@ class Ingestor:
         self._writer = BulkWriter(client, index, max_retries=max_retries, backoff=retry_backoff)
         self._preprocess = ImagePreprocessor(encoder.manifest.image)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
-        self._pending: deque[tuple[Record, Future]] = deque()
-        self._seen: dict[str, str] = {}
+        # (record, content hash once known, future); read futures give _Read, decode ones _Prepared
+        self._reading: deque[tuple[Record, str | None, Future]] = deque()
+        self._decoding: deque[tuple[Record, str | None, Future]] = deque()
+        # In-run duplicates follow their first occurrence: skipped once it is indexed, failed if it fails.
+        self._seen: dict[str, str] = {}  # content hash -> name of its first occurrence
+        self._settled: set[str] = set()  # hashes indexed (or found indexed) in this run
+        self._followers: dict[str, list[Record]] = {}
         self._started = time.perf_counter()
         self._closed = False
         self._progress = None
@@ -151,8 +165,10 @@ class Ingestor:
             except InputError as exc:
                 self._fail(f"record {self.report.input}", "read", type(exc).__name__, str(exc))
                 return
-        self._pending.append((record, self._pool.submit(self._prepare, record)))
-        if len(self._pending) >= 2 * self.batch_size:
+        self._reading.append((record, None, self._pool.submit(self._read_and_hash, record)))
+        if len(self._reading) >= self.batch_size:
+            self._triage()
+        if len(self._decoding) >= 2 * self.batch_size:
             self._process_batch()
 
     def add_many(self, records: Iterable[Record | BadRow | dict]) -> IngestReport:
@@ -162,7 +178,9 @@ class Ingestor:
 
     def flush(self) -> None:
         """Encode and write everything queued so far."""
-        while self._pending:
+        while self._reading:
+            self._triage()
+        while self._decoding:
             self._process_batch()
 
     def close(self) -> IngestReport:
@@ -207,31 +225,45 @@ class Ingestor:
             raise InputError(f"{image}: empty file")
         return data
 
-    def _prepare(self, record: Record) -> _Prepared:
-        """Worker thread: read the bytes, hash them, decode and preprocess."""
+    def _read_and_hash(self, record: Record) -> _Read:
+        """Worker thread: the image bytes and their sha256."""
         try:
             with self._timer("read"):
                 data = self._read(record)
-                content_hash = hashlib.sha256(data).hexdigest()
+                return _Read(record, hashlib.sha256(data).hexdigest(), data)
         except Exception as exc:
             raise _StageError("read", exc) from exc
+
+    def _decode(self, item: _Read) -> _Prepared:
+        """Worker thread: decode and preprocess into the image graph's input."""
         try:
             with self._timer("decode"):
-                pixels = self._preprocess(load_image(data, max_pixels=self.max_pixels))
+                pixels = self._preprocess(load_image(item.data, max_pixels=self.max_pixels))
         except Exception as exc:
             raise _StageError("decode", exc) from exc
-        return _Prepared(record, content_hash, pixels)
+        return _Prepared(item.record, item.content_hash, pixels)
+
+    def _collect(self, queue: deque, count: int) -> list:
+        """Results of the first `count` futures of `queue`; failed ones go to the report."""
+        results = []
+        with self._timer("wait"):
+            for _ in range(min(count, len(queue))):
+                record, content_hash, future = queue.popleft()
+                try:
+                    results.append(future.result())
+                except _StageError as exc:
+                    self._fail(record.name, exc.stage, type(exc.cause).__name__, str(exc.cause), content_hash)
+        return results
+
+    def _triage(self) -> None:
+        """Hashed records: drop the known ones, send the rest to decoding."""
+        fresh = self._drop_known(self._collect(self._reading, self.batch_size))
+        for item in fresh:
+            self._decoding.append((item.record, item.content_hash, self._pool.submit(self._decode, item)))
+        self._update_progress()
 
     def _process_batch(self) -> None:
-        batch: list[_Prepared] = []
-        with self._timer("wait"):
-            for _ in range(min(self.batch_size, len(self._pending))):
-                record, future = self._pending.popleft()
-                try:
-                    batch.append(future.result())
-                except _StageError as exc:
-                    self._fail(record.name, exc.stage, type(exc.cause).__name__, str(exc.cause))
-        batch = self._drop_known(batch)
+        batch: list[_Prepared] = self._collect(self._decoding, self.batch_size)
         if not batch:
             self._update_progress()
             return
@@ -239,7 +271,7 @@ class Ingestor:
             documents = self._encode(batch)
         except Exception as exc:  # the encoder failed on the whole batch
             for item in batch:
-                self._fail(item.record.name, "encode", type(exc).__name__, str(exc))
+                self._fail(item.record.name, "encode", type(exc).__name__, str(exc), item.content_hash)
             self._update_progress()
             return
         try:
@@ -248,23 +280,29 @@ class Ingestor:
         except Exception as exc:
             self.report.interrupted = str(exc)
             self.report.retried_items = self._writer.retried_items
-            for item in batch:  # not known to be written: a later run must retry them
-                self._seen.pop(item.content_hash, None)
             raise
         self.report.indexed += len(indexed)
         self.report.retried_items = self._writer.retried_items
+        for document in indexed:
+            self._settle(document.doc_id)
         for document, reason in failed:
-            self._seen.pop(document.doc_id, None)
-            self._fail(document.name, "write", "BulkItemError", reason)
+            self._fail(document.name, "write", "BulkItemError", reason, document.doc_id)
         self._update_progress()
 
-    def _drop_known(self, batch: list[_Prepared]) -> list[_Prepared]:
-        """Skip images seen earlier in this run and, with `resume`, those already indexed."""
-        fresh: list[_Prepared] = []
-        for item in batch:
-            first = self._seen.get(item.content_hash)
-            if first is not None:
-                self._skip(f"duplicate image in this run (same bytes as {first})")
+    def _settle(self, content_hash: str) -> None:
+        """The first occurrence of an image is indexed: its in-run duplicates are skipped."""
+        self._settled.add(content_hash)
+        for _ in self._followers.pop(content_hash, []):
+            self._skip("duplicate image in this run")
+
+    def _drop_known(self, items: list[_Read]) -> list[_Read]:
+        """Hold back images seen earlier in this run and, with `resume`, skip those already indexed."""
+        fresh: list[_Read] = []
+        for item in items:
+            if item.content_hash in self._settled:
+                self._skip("duplicate image in this run")
+            elif item.content_hash in self._seen:
+                self._followers.setdefault(item.content_hash, []).append(item.record)
             else:
                 self._seen[item.content_hash] = item.record.name
                 fresh.append(item)
@@ -275,6 +313,7 @@ class Ingestor:
         for item in fresh:
             if item.content_hash in indexed:
                 self._skip("already indexed")
+                self._settle(item.content_hash)
         return [item for item in fresh if item.content_hash not in indexed]
 
     def _encode(self, batch: list[_Prepared]) -> list[Document]:
@@ -327,12 +366,16 @@ class Ingestor:
         if self.client.indices.exists(index=self.index):
             self.client.indices.refresh(index=self.index)
 
-    def _fail(self, source: str, stage: str, error: str, reason: str) -> None:
+    def _fail(self, source: str, stage: str, error: str, reason: str, content_hash: str | None = None) -> None:
         failure = Failure(source=source, stage=stage, error=error, reason=reason)
         self.report.failed += 1
         self.report.failures.append(failure)
         self._errors.write(failure)
         log.debug("failed %s at %s: %s", source, stage, reason)
+        if content_hash is not None:  # its in-run duplicates fail with it; a later copy is tried afresh
+            self._seen.pop(content_hash, None)
+            for record in self._followers.pop(content_hash, []):
+                self._fail(record.name, stage, error, f"{reason} (same bytes as {source})")
 
     def _skip(self, reason: str) -> None:
         self.report.skipped += 1
@@ -345,7 +388,7 @@ class Ingestor:
             self._progress.set_postfix(indexed=report.indexed, skipped=report.skipped, failed=report.failed)
 
     def _shutdown(self) -> None:
-        for _, future in self._pending:
+        for _, _, future in (*self._reading, *self._decoding):
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.report.seconds = time.perf_counter() - self._started
