@@ -1,5 +1,7 @@
 """Vector maths of each composition strategy, and CompositeQuery rendering + search end to end."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,64 @@ def test_reference_exclusion_and_input_errors(tiny_encoder):
         CompositeQuery(text="x", strategy="magic")
     with pytest.raises(InputError):
         CompositeQuery()
+
+
+# -- search end to end and the `cir search` command ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory, tiny_encoder):
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.engines import connect
+    from opensearch_cir.ingest import Ingestor, Record
+
+    folder = tmp_path_factory.mktemp("engine")
+    client = connect(f"embedded://{folder}")
+    setup_index(client, "cir-small", tiny_encoder.manifest)
+    colours = {"red": (220, 20, 20), "blue": (20, 40, 220), "green": (20, 180, 40), "black": (5, 5, 5)}
+    blobs = {}
+    with Ingestor(client, "cir-small", tiny_encoder) as ingestor:
+        for gender in ("Men", "Women"):
+            for name, rgb in colours.items():
+                blob = _png(tuple(min(255, c + (9 if gender == "Women" else 0)) for c in rgb))
+                blobs[(gender, name)] = blob
+                ingestor.add(Record(image=blob, captions=[f"Brand {gender} {name} shirt"], uri=f"{gender}-{name}.png",
+                                    metadata={"gender": gender}))
+    return folder, client, blobs
+
+
+def test_search_hybrid_excludes_reference_filters_and_explains(small_index, tiny_encoder):
+    from opensearch_cir.compose import search
+    from opensearch_cir.eval.harness import content_id
+
+    _, client, blobs = small_index
+    reference = blobs[("Men", "red")]
+    query = CompositeQuery(images=[reference], text="in blue instead", filters={"metadata.gender": "Men"}, k=3)
+    response = search(client, "cir-small", query, tiny_encoder, explain=True)
+    assert response.rewrite.text == "Brand Men blue shirt"  # the indexed caption of the reference, rewritten
+    assert content_id(reference) not in response.ids and len(response) == 3
+    assert all(hit.metadata["gender"] == "Men" for hit in response)
+    assert response[0].caption == "Brand Men blue shirt"  # BM25 on the rewritten caption decides on this toy index
+    assert set(response[0].sub_scores) == {"caption_bm25", "image_knn", "caption_knn"}
+    assert all(score is not None for score in response[0].sub_scores.values())
+
+
+def test_cir_search_command(small_index, tiny_encoder, tmp_path):
+    from typer.testing import CliRunner
+
+    from opensearch_cir.cli import app
+
+    folder, _, blobs = small_index
+    image = tmp_path / "ref.png"
+    image.write_bytes(blobs[("Women", "green")])
+    args = ["search", "--image", str(image), "--text", "make it black", "--url", f"embedded://{folder}",
+            "--index", "cir-small", "--model", str(tiny_encoder.model_dir), "--k", "2"]
+    result = CliRunner().invoke(app, [*args, "--explain", "--filter", "metadata.gender=Women"])
+    assert result.exit_code == 0, result.output
+    assert "rewritten caption: Brand Women black shirt" in result.output
+    assert "  1. " in result.output and "caption_bm25=" in result.output and "[32 floats]" in result.output
+    as_json = CliRunner().invoke(app, [*args, "--json", "--strategy", "fusion", "--alpha", "0.3"])
+    payload = json.loads(as_json.output)
+    assert len(payload["results"]) == 2 and payload["pipeline"] is None
+    bad = CliRunner().invoke(app, [*args, "--strategy", "nope"])
+    assert bad.exit_code == 2 and "unknown strategy" in bad.output
