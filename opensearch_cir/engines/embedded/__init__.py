@@ -239,13 +239,13 @@ class EmbeddedClient:
             else:
                 if params.get("search_pipeline") is not None:
                     self._pipeline_for(store, params["search_pipeline"])  # must exist; it only affects hybrid queries
-                scored = executor.scored(query)
-                total = len(scored.ords)
-                ranked = scored.ranked(from_ + size)
-                max_score = float(scored.scores.max()) if total else None
+                ranked, total = executor.top(query, from_ + size)
+                if from_ + size == 0:
+                    ranked = executor.top(query, 1)[0]
+                max_score = float(ranked.scores[0]) if len(ranked.ords) else None
                 hits = [
                     self._hit(store, index, int(o), float(s), body.get("_source", True), _plain_explanation(name, float(s)) if explain else None)
-                    for o, s in zip(ranked.ords[from_:], ranked.scores[from_:])
+                    for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
                 ]
         response_hits: dict[str, Any] = {}
         total_field = _total(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))

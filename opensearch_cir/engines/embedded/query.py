@@ -136,6 +136,58 @@ class Executor:
             return Scored.constant(self.matches({name: body}), boost)
         raise UnsupportedQueryError(f"query clause [{name}] is not supported by the embedded engine")
 
+    def top(self, clause, n: int) -> tuple[Scored, int]:
+        """The best `n` matches, ranked, and the number of matches.
+
+        Text clauses (`match` / `term` on a text field) ask tantivy for its top hits directly instead
+        of scoring every match; everything else is scored in full and ranked.
+        """
+        name, body = _single(clause)
+        if name in ("match", "term") and n > 0:
+            query, boost = self._text_clause(name, body)
+            if query is not None:
+                return self._text_top(query, n, boost)
+        scored = self.scored(clause)
+        return scored.ranked(n), len(scored.ords)
+
+    def _text_clause(self, name: str, body):
+        """(tantivy query, boost) when a match/term clause targets a text field, else (None, 1)."""
+        field, params = _field_and_params(name, body, "query" if name == "match" else "value", {"operator", "minimum_should_match", "zero_terms_query", "case_insensitive"})
+        spec = self._spec(field, name)
+        if spec is None or spec.type != "text" or len(params) > 1 + ("boost" in params):
+            return None, 1.0
+        if name == "term":
+            return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
+        import tantivy
+
+        tokens = self.store.analyzers[field].analyze(str(params["query"]))
+        if not tokens:
+            return None, 1.0
+        query = tantivy.Query.boolean_query([(tantivy.Occur.Should, self._text_term_query(field, t)) for t in tokens])
+        return query, float(params.get("boost", 1.0))
+
+    def _text_top(self, query, n: int, boost: float) -> tuple[Scored, int]:
+        searcher = self.store.text_index.searcher()
+        limit = n + 16  # slack so that ties at the cut are re-ranked by ordinal like Lucene
+        while True:
+            result = searcher.search(query, limit, count=True)
+            hits = result.hits
+            ords = self.store.text_ordinals(searcher, hits)
+            scores = np.fromiter((score for score, _ in hits), dtype=np.float32, count=len(hits))
+            visible = ords < self.n
+            visible[visible] = self.live[ords[visible]]
+            if visible.all() or len(hits) < limit:
+                break
+            limit *= 4  # invisible (uncommitted or deleted) hits took places: fetch deeper
+        ords, scores = ords[visible], self._lucene_scale(scores[visible]) * np.float32(boost)
+        total = result.count - int((~visible).sum()) if len(hits) < limit else result.count
+        return Scored(ords, scores).ranked(n), total
+
+    def _lucene_scale(self, scores: np.ndarray) -> np.ndarray:
+        if self.legacy_bm25:
+            return scores
+        return (scores.astype(np.float64) / LEGACY_BM25_FACTOR).astype(np.float32)
+
     # --- field helpers -----------------------------------------------------------------------------
     def _spec(self, field: str, clause: str):
         return self.store.mapping.fields.get(field)
@@ -426,10 +478,8 @@ class Executor:
         ords, scores = ords[visible], scores[visible]
         keep = self.live[ords]
         ords, scores = ords[keep], scores[keep]
-        if not self.legacy_bm25:
-            scores = (scores.astype(np.float64) / LEGACY_BM25_FACTOR).astype(np.float32)
         order = np.argsort(ords, kind="stable")
-        return Scored(ords[order], scores[order])
+        return Scored(ords[order], self._lucene_scale(scores[order]))
 
     # --- bool parsing ------------------------------------------------------------------------------
     @staticmethod

@@ -16,6 +16,7 @@ committed prefix of the log; tantivy hits past it are ignored.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -409,7 +410,8 @@ class IndexStore:
             return Prepared({"op": "delete", "id": doc_id, "version": version, "replaced": previous}, {}, {})
         if not isinstance(source, dict):
             raise EngineError("the document source must be a JSON object", 400, "mapper_parsing_exception")
-        source = json.loads(json.dumps(source))  # a private copy, and only JSON values
+        # a private copy (vectors popped before the JSON round trip that keeps only JSON values)
+        source = copy.deepcopy(source) if any("." in path for path in self.vector_fields) else dict(source)
         vectors = {}
         for path, field in self.vector_fields.items():
             value = pop_path(source, path)
@@ -421,6 +423,10 @@ class IndexStore:
                     f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception"
                 )
             vectors[path] = vector
+        try:
+            source = json.loads(json.dumps(source, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise EngineError(f"the document is not valid JSON: {exc}", 400, "mapper_parsing_exception") from None
         self._map_dynamic(source, "")
         for path, values in flatten_source(source).items():
             spec = self.mapping.fields.get(path)
