@@ -100,7 +100,9 @@ async function runCurrentTurn() {
     if (!response.ok) { showError(await errorText(response)); $("status").textContent = ""; return; }
     const body = await response.json();
     turn.results = body.results;
-    $("status").textContent = `${body.results.length} results · ${body.strategy} · ${body.took_ms} ms`;
+    const rewritten = body.query && body.query.rewritten_caption;
+    $("status").textContent = `${body.results.length} results · ${body.strategy} · ${body.took_ms} ms` +
+      (rewritten ? ` · looking for “${rewritten}”` : "");
     renderResults(body.results);
     renderHistory();
   } catch (error) {

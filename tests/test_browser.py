@@ -1,0 +1,117 @@
+"""The web page in a real headless Chromium (Playwright): upload, modify, see results, click to refine.
+
+Needs Debian's `chromium` at /usr/bin/chromium (Playwright never downloads a browser here); skips
+without it. Screenshots go to $CIR_SCREENSHOT_DIR (default: the test's tmp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_service_support import catalog, tiny_encoder  # noqa: F401  (fixtures)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(catalog):
+    import uvicorn
+
+    from opensearch_cir.service import create_app
+
+    app = create_app(catalog.settings, client=catalog.client, encoder=catalog.encoder)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the service did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
+def test_upload_modify_refine(page, server_url, catalog, tmp_path):
+    shots = Path(os.environ.get("CIR_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server_url + "/")
+    page.wait_for_function("document.getElementById('health').textContent.startsWith('ok')")
+
+    # 1. reference image + modification
+    query = catalog.scenes.queries[0]
+    page.set_input_files("#file", str(catalog.scenes.image_path(query.reference)))
+    page.wait_for_selector("#reference-preview:not([hidden])")
+    page.fill("#text", query.text)
+    page.click("#search")
+    page.wait_for_selector("#results .card")
+    cards = page.locator("#results .card")
+    assert cards.count() >= 3
+    assert page.locator("#results .card .caption").first.inner_text().strip()
+    assert "·" in page.locator("#results .card .subscores").first.inner_text(), "explain scores shown"
+    page.wait_for_function("[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(shots / "cir-page-results.png"), full_page=True)
+    first_turn_ids = _result_ids(page)
+
+    # 2. click a result: it becomes the reference; refine with a new modification
+    chosen = cards.nth(1).get_attribute("data-id")
+    cards.nth(1).click()
+    assert "result:" in page.locator("#reference-caption").inner_text()
+    assert page.locator("#history li").count() == 1
+    page.fill("#text", "make it yellow")
+    page.click("#search")
+    page.wait_for_function(f"!document.querySelector('#results .card[data-id=\"{chosen}\"]')"
+                           " && document.querySelectorAll('#history li').length === 2")
+    assert _result_ids(page) != first_turn_ids
+    assert page.locator("#history li input").nth(1).input_value() == "make it yellow"
+    page.screenshot(path=str(shots / "cir-page-second-turn.png"), full_page=True)
+
+    # 3. edit the first step in the history and re-run from it: later steps are dropped
+    page.locator("#history li input").nth(0).fill("add a small blue circle")
+    page.locator("#history li button").nth(0).click()
+    page.wait_for_function("document.querySelectorAll('#history li').length === 1"
+                           " && document.querySelector('#history li input').value === 'add a small blue circle'")
+    page.wait_for_selector("#results .card")
+    page.screenshot(path=str(shots / "cir-page-refined.png"), full_page=True)
+
+    # 4. bad input shows the service's message instead of results
+    page.fill("#filters", "no equals sign")
+    page.click("#search")
+    assert "field=value" in page.locator("#error").inner_text()
+    assert not errors, errors
+
+
+def _result_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.dataset.id)")
