@@ -348,3 +348,51 @@ def test_mean_caption_vectors_renormalises():
     vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
     means = mean_caption_vectors(vectors, [2, 0, 1])
     assert np.allclose(means[0], [2**-0.5, 2**-0.5]) and means[1] is None and np.allclose(means[2], [0.6, 0.8])
+
+
+def test_remote_urls_only_when_enabled(encoder, tmp_path):
+    """A loopback HTTP server (no network): a served PNG is indexed, a 404 is reported."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    image = _png("olive")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            found = self.path == "/olive.png"
+            self.send_response(200 if found else 404)
+            self.send_header("content-length", str(len(image) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(image)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    records = [{"url": f"{base}/olive.png", "caption": "olive"}, {"url": f"{base}/missing.png"}]
+    try:
+        refused = ingest(InMemoryClient(), INDEX, encoder, records)
+        client = InMemoryClient()
+        allowed = ingest(client, INDEX, encoder, records, allow_remote=True, errors=tmp_path / "e.jsonl")
+    finally:
+        server.shutdown()
+    assert (refused.indexed, refused.failed) == (0, 2)
+    assert all("remote URLs are disabled" in f.reason for f in refused.failures)
+    assert (allowed.indexed, allowed.failed) == (1, 1)
+    assert client.indices_store[INDEX][_sha(image)]["image_uri"] == f"{base}/olive.png"
+    assert "HTTP 404" in _errors(tmp_path / "e.jsonl")[0]["reason"]
+
+
+def test_what_counts_as_a_dropped_connection():
+    from opensearchpy.exceptions import ConnectionError as ClientConnectionError, ConnectionTimeout, TransportError
+
+    from opensearch_cir.ingest.writer import is_transient
+
+    assert is_transient(ClientConnectionError("N/A", "refused", None))
+    assert is_transient(ConnectionTimeout("TIMEOUT", "read timed out", None))
+    assert is_transient(TransportError(503, "unavailable")) and is_transient(EngineError("busy", status=429))
+    assert not is_transient(TransportError(400, "mapper_parsing_exception"))
+    assert not is_transient(EngineError("bad", status=400))

@@ -202,3 +202,34 @@ def test_strict_rules_run_without_the_spec(monkeypatch, tmp_path):
     validate_request("search_pipeline.put", dsl.PIPELINES["cir-rrf"])
     with pytest.raises(BodyValidationError, match="sum to"):
         validate_request("search_pipeline.put", dsl.normalization_pipeline(weights=[0.9, 0.9]))
+
+
+def test_composed_query_bodies(spec, tmp_path):
+    """What compose (area E) renders with our builders, for every strategy and normalisation."""
+    compose = pytest.importorskip("opensearch_cir.compose.query")
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.ingest import Ingestor, Record
+    from test_ingest import InMemoryClient
+
+    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1, device="cpu")
+    client = InMemoryClient()
+    admin.setup_index(client, "cir-q", encoder.manifest, pipelines={})
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), "navy").save(buffer, format="PNG")
+    with Ingestor(client, "cir-q", encoder) as ingestor:
+        ingestor.add(Record(buffer.getvalue(), captions=["a navy jacket with a hood"]))
+    doc_id = next(iter(client.indices_store["cir-q"]))
+    query = compose.CompositeQuery(doc_ids=[doc_id], text="in red without the hood", filters={"metadata.gender": ["women", "men"]})
+    prepared = compose.prepare(client, "cir-q", query, encoder)
+    rendered_count = 0
+    for strategy in compose.STRATEGIES:
+        for normalization in compose.NORMALIZATIONS:
+            rendered = prepared.render(strategy, compose.Weights(normalization=normalization))
+            check("search", rendered.body, spec, pipeline=rendered.pipeline_body)
+            if rendered.pipeline_body is not None:
+                check("search_pipeline.put", rendered.pipeline_body, spec)
+            for clause in rendered.sub_queries.values():
+                check("search", dsl.search_body(clause, size=10), spec)
+            rendered_count += 1
+    assert rendered_count == len(compose.STRATEGIES) * len(compose.NORMALIZATIONS)
