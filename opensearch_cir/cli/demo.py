@@ -97,10 +97,13 @@ def demo(
         catalog = build_scene_catalog(client, DEMO_INDEX, encoder, data_dir, n=n, queries=queries, seed=seed,
                                       progress=True)
         typer.echo(catalog.report.summary())
+        found = 0
         for query in catalog.queries:
             composite = CompositeQuery(images=[str(catalog.image_path(query.reference))], text=query.text,
                                        k=5, strategy=strategy or CompositeQuery.strategy)
-            _print_query(query, search(client, DEMO_INDEX, composite, encoder), catalog)
+            found += _print_query(query, search(client, DEMO_INDEX, composite, encoder), catalog)
+        typer.secho(f"\n{found} of {len(catalog.queries)} targets in the top 5 "
+                    f"({composite.strategy} strategy, {len(catalog.records)} images)", bold=True)
     except CIRError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
@@ -114,15 +117,18 @@ def demo(
         typer.echo("\nSee it in the browser: cir demo --serve  (same catalog, indexed already)")
 
 
-def _print_query(query: Any, response: Any, catalog: SceneCatalog) -> None:
+def _print_query(query: Any, response: Any, catalog: SceneCatalog) -> bool:
+    """Print one query and its results; True when the target is among them."""
     target_id = catalog.by_key[query.target.key].scene_id
     typer.echo(f"\nreference: {query.reference.caption}")
     typer.secho(f"modification: {query.text}", bold=True)
     for rank, hit in enumerate(response, 1):
         mark = "✓ target" if (hit.metadata or {}).get("scene_id") == target_id else ""
         typer.echo(f"  {rank}. {hit.score:.3f}  {hit.caption}  {mark}")
-    if not any((hit.metadata or {}).get("scene_id") == target_id for hit in response):
+    found = any((hit.metadata or {}).get("scene_id") == target_id for hit in response)
+    if not found:
         typer.echo(f"  (target not in the top {len(response)}: {query.target.caption})")
+    return found
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,53 @@
+"""`cir demo`, `cir serve` and `cir bench` through typer's CliRunner (tiny model, tiny catalog)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from opensearch_cir.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def test_demo_indexes_scenes_and_prints_composed_queries(tiny_model_dir, tmp_path):
+    args = ["demo", "--model", str(tiny_model_dir), "--n", "20", "--queries", "2", "--data-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("modification:") == 2
+    assert "indexed 24, skipped 0, failed 0" in result.output  # 20 scenes + 2 references + 2 targets
+    assert "targets in the top 5" in result.output
+    assert len(list((tmp_path / "images").glob("*.png"))) == 24
+
+    again = runner.invoke(app, args)  # idempotent: nothing re-indexed
+    assert again.exit_code == 0 and "indexed 0, skipped 24" in again.output
+
+
+def test_demo_without_a_model_says_what_to_do(tmp_path):
+    result = runner.invoke(app, ["demo", "--model", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no model at" in result.output and "cir models" in result.output
+
+
+def test_serve_refuses_a_missing_model_before_listening(tmp_path):
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path / "nowhere"), "--url", f"embedded://{tmp_path}"])
+    assert result.exit_code == 2 and "no model at" in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "bench"])
+def test_help_documents_the_options(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert {"serve": "--port", "demo": "--serve", "bench": "encode"}[command] in result.output
+
+
+def test_bench_rejects_an_unknown_benchmark():
+    result = runner.invoke(app, ["bench", "teleport"])
+    assert result.exit_code == 2 and "encode" in result.output
