@@ -372,18 +372,19 @@ def test_remote_urls_only_when_enabled(encoder, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    records = [{"url": f"{base}/olive.png", "caption": "olive"}, {"url": f"{base}/missing.png"}]
+    records = [{"url": f"{base}/olive.png", "caption": "olive"}, {"url": f"{base}/missing.png"}, {"caption": "no image"}]
     try:
         refused = ingest(InMemoryClient(), INDEX, encoder, records)
         client = InMemoryClient()
         allowed = ingest(client, INDEX, encoder, records, allow_remote=True, errors=tmp_path / "e.jsonl")
     finally:
         server.shutdown()
-    assert (refused.indexed, refused.failed) == (0, 2)
-    assert all("remote URLs are disabled" in f.reason for f in refused.failures)
-    assert (allowed.indexed, allowed.failed) == (1, 1)
+    assert (refused.indexed, refused.failed) == (0, 3)
+    assert sum("remote URLs are disabled" in f.reason for f in refused.failures) == 2
+    assert (allowed.indexed, allowed.failed) == (1, 2)
     assert client.indices_store[INDEX][_sha(image)]["image_uri"] == f"{base}/olive.png"
-    assert "HTTP 404" in _errors(tmp_path / "e.jsonl")[0]["reason"]
+    reasons = " ".join(e["reason"] for e in _errors(tmp_path / "e.jsonl"))
+    assert "HTTP 404" in reasons and "no image" in reasons
 
 
 def test_what_counts_as_a_dropped_connection():

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable
 import numpy as np
 
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
-from ..errors import CIRError, InputError
+from ..errors import CIRError, IngestInterruptedError, InputError
 from .records import Record, is_remote
 from .report import ErrorLog, Failure, IngestReport, StageTimer
 from .sources import BadRow
@@ -155,6 +155,8 @@ class Ingestor:
         """Queue one record; batches are encoded and written as they fill up."""
         if self._closed:
             raise CIRError("this Ingestor is closed")
+        if self.report.interrupted:
+            raise IngestInterruptedError(f"ingestion was interrupted: {self.report.interrupted}")
         self.report.input += 1
         if isinstance(record, BadRow):
             self._fail(record.source, "read", "InputError", record.reason)
@@ -203,6 +205,7 @@ class Ingestor:
         if exc_type is None:
             self.close()
         else:
+            self.report.interrupted = self.report.interrupted or f"{exc_type.__name__}: {exc}"
             self._shutdown()
 
     # -- stages ----------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def iter_manifest(path: str | Path) -> Iterator[Record | BadRow]:
         yield pending
 
 
-def open_source(source: str | Path | Iterable) -> tuple[Iterable[Record | BadRow], int | None]:
+def open_source(source: str | Path | Iterable) -> tuple[Iterable[Record | BadRow | dict], int | None]:
     """(records, count or None) for a folder, a manifest file, or an iterable of records/dicts."""
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -137,4 +137,4 @@ def open_source(source: str | Path | Iterable) -> tuple[Iterable[Record | BadRow
             return iter_manifest(path), None
         raise InputError(f"{source}: no such file or folder")
     length = len(source) if hasattr(source, "__len__") else None
-    return (item if isinstance(item, (Record, BadRow)) else Record.from_mapping(item) for item in source), length
+    return iter(source), length  # dicts become records in Ingestor.add, which reports bad ones
