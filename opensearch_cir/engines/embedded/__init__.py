@@ -207,7 +207,7 @@ class EmbeddedClient:
     def search(self, index: str, body: dict | None = None, params: dict | None = None, **kwargs) -> dict:
         """Run a search body; `params={"search_pipeline": NAME}` selects the pipeline for hybrid queries."""
         started = time.perf_counter()
-        body = copy.deepcopy(body or {})
+        body = dict(body or {})  # only top-level keys are set below
         params = dict(params or {})
         params.update({k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")})
         unknown = set(body) - _SEARCH_BODY_KEYS
@@ -267,12 +267,24 @@ class EmbeddedClient:
 
     def _hit(self, store: IndexStore, index: str, ordinal: int, score: float, source_spec, explanation_body) -> dict:
         hit = {"_index": index, "_id": store.ids[ordinal], "_score": score}
-        source = filter_source(store.source(ordinal), source_spec, store)
+        wanted_vectors = [p for p in store.vector_fields if filter_source(_nested(p), source_spec)]
+        source = filter_source(store.source(ordinal, wanted_vectors), source_spec)
         if source is not None:
             hit["_source"] = source
         if explanation_body is not None:
             hit["_explanation"] = explanation_body
         return hit
+
+
+def _nested(path: str) -> dict:
+    """{"a": {"b": 0}} for "a.b": a probe document for _source filtering."""
+    node: dict = {}
+    root = node
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = 0
+    return root
 
 
 def _plain_explanation(clause: str | None, score: float) -> dict:
@@ -307,7 +319,7 @@ def _total(total: int, track) -> dict | None:
     return {"value": total, "relation": "eq"}
 
 
-def filter_source(source: dict, spec, store: IndexStore | None = None) -> dict | None:
+def filter_source(source: dict, spec) -> dict | None:
     """Apply a `_source` spec (bool, pattern, list, or {includes, excludes}) to a document."""
     if spec is False:
         return None

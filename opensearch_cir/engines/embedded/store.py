@@ -313,12 +313,14 @@ class IndexStore:
             self._log_fd = os.open(self.folder / "docs.log", os.O_RDONLY)
         return json.loads(os.pread(self._log_fd, self.lengths[ordinal], self.offsets[ordinal]))
 
-    def source(self, ordinal: int) -> dict:
-        """The stored `_source` of a document, vectors put back from the vector files."""
+    def source(self, ordinal: int, vector_paths=None) -> dict:
+        """The stored `_source` of a document, vectors put back from the vector files
+        (only those in `vector_paths` when given)."""
         record = self.record(ordinal)
         source = record["source"]
         for path in record.get("vectors", ()):
-            set_path(source, path, self.vector_fields[path].vector(ordinal, self.n_ords))
+            if vector_paths is None or path in vector_paths:
+                set_path(source, path, self.vector_fields[path].vector(ordinal, self.n_ords))
         return source
 
     def text_ordinals(self, searcher, hits) -> np.ndarray:

@@ -59,7 +59,7 @@ class VectorField:
         return self._rows
 
     def vector(self, ordinal: int, n_rows: int) -> list[float]:
-        return [float(x) for x in self.rows(n_rows)[ordinal]]
+        return np.asarray(self.rows(n_rows)[ordinal]).tolist()
 
     def search(
         self,

@@ -1,0 +1,165 @@
+"""Embedded engine benchmark: index time, query latency, memory and HNSW recall on synthetic data.
+
+    python benchmarks/engine.py --sizes 10000 100000 [1000000] [--dim 512] [--queries 200]
+
+Documents: clustered unit vectors (a CLIP-like mixture of Gaussians) and Zipf-distributed
+captions. Queries: `knn` (k=10; HNSW above the threshold), `match` (3 caption words) and `hybrid`
+(both, min_max + arithmetic_mean), each returning 10 hits without vectors. Runs on one core
+(BLAS / OpenMP threads = 1). Recall@10 compares the HNSW top 10 with exact search on the same
+vectors. Prints one table per size; numbers are ratios within one run, not absolute promises.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from opensearch_cir.engines.embedded import DEFAULT_HNSW_THRESHOLD, EmbeddedClient  # noqa: E402
+from opensearch_cir.resources import index_templates_dir  # noqa: E402
+
+INDEX = "cir-bench"
+VOCABULARY = 5_000
+PIPELINE = {
+    "phase_results_processors": [
+        {"normalization-processor": {"normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [0.3, 0.7]}}}}
+    ]
+}
+
+
+def synthetic_vectors(n: int, dim: int, rng: np.random.Generator, clusters: int = 1_000) -> np.ndarray:
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, size=n)] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def zipf_words(rng: np.random.Generator, count: int) -> np.ndarray:
+    return np.minimum(rng.zipf(1.3, size=count), VOCABULARY) - 1
+
+
+def caption(rng: np.random.Generator) -> str:
+    return " ".join(f"w{w}" for w in zipf_words(rng, int(rng.integers(8, 16))))
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.array(samples) * 1000, q))
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_threshold: int) -> dict:
+    rng = np.random.default_rng(n)
+    client = EmbeddedClient(root, hnsw_threshold=hnsw_threshold)
+    template = json.loads((index_templates_dir() / "cir-index-template.json").read_text())
+    properties = template["template"]["mappings"]["properties"]
+    properties["image_vector"]["dimension"] = dim
+    del properties["caption_vector"]
+    template["index_patterns"] = [INDEX]
+    client.indices.put_index_template(name="bench", body=template)
+    client.indices.create(index=INDEX)
+    client.search_pipeline.put(id="bench-min-max", body=PIPELINE)
+
+    vectors = np.empty((n, dim), dtype=np.float32)
+    started = time.perf_counter()
+    for begin in tqdm(range(0, n, batch), desc=f"index {n:,}", unit="batch", leave=False):
+        count = min(batch, n - begin)
+        chunk = synthetic_vectors(count, dim, rng)
+        vectors[begin : begin + count] = chunk
+        body = []
+        for i in range(count):
+            body += [{"index": {"_index": INDEX, "_id": str(begin + i)}}, {"caption": caption(rng), "image_vector": chunk[i].tolist(), "metadata": {"shard": str((begin + i) % 10)}}]
+        response = client.bulk(body=body)
+        assert not response["errors"]
+    index_s = time.perf_counter() - started
+    started = time.perf_counter()
+    client.indices.refresh(index=INDEX)  # builds the HNSW graph above the threshold
+    hnsw_build_s = time.perf_counter() - started
+
+    query_vectors = vectors[rng.integers(0, n, size=n_queries)] + 0.3 * rng.normal(size=(n_queries, dim)).astype(np.float32)
+    query_texts = [" ".join(f"w{w}" for w in zipf_words(rng, 3)) for _ in range(n_queries)]
+    excludes = {"excludes": ["image_vector"]}
+
+    def knn(i):
+        return {"knn": {"image_vector": {"vector": query_vectors[i].tolist(), "k": 10}}}
+
+    def match(i):
+        return {"match": {"caption": query_texts[i]}}
+
+    bodies = {
+        "knn": lambda i: {"size": 10, "query": knn(i), "_source": excludes},
+        "knn_filtered": lambda i: {"size": 10, "query": {"knn": {"image_vector": {**knn(i)["knn"]["image_vector"], "filter": {"term": {"metadata.shard": "3"}}}}}, "_source": excludes},
+        "match": lambda i: {"size": 10, "query": match(i), "_source": excludes},
+        "hybrid": lambda i: {"size": 10, "query": {"hybrid": {"queries": [match(i), knn(i)]}}, "_source": excludes},
+    }
+    latencies: dict[str, list[float]] = {}
+    results: dict[str, list[list[int]]] = {}
+    for name, make in bodies.items():
+        params = {"search_pipeline": "bench-min-max"} if name == "hybrid" else None
+        client.search(index=INDEX, body=make(0), params=params)  # warm-up
+        samples, ids = [], []
+        for i in range(n_queries):
+            started = time.perf_counter()
+            response = client.search(index=INDEX, body=make(i), params=params)
+            samples.append(time.perf_counter() - started)
+            ids.append([int(h["_id"]) for h in response["hits"]["hits"]])
+        latencies[name], results[name] = samples, ids
+
+    exact = [list(np.argsort(-(vectors @ q), kind="stable")[:10]) for q in query_vectors]
+    recall = float(np.mean([len(set(got) & set(want)) / 10 for got, want in zip(results["knn"], exact)]))
+    row = {
+        "docs": n,
+        "index_s": round(index_s, 1),
+        "docs_per_s": round(n / index_s),
+        "hnsw_build_s": round(hnsw_build_s, 1),
+        "hnsw": n >= hnsw_threshold,
+        "recall@10": round(recall, 4),
+        "disk_mb": round(folder_size(root / INDEX) / 2**20),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    for name, samples in latencies.items():
+        row[f"{name}_p50_ms"] = round(percentile_ms(samples, 50), 2)
+        row[f"{name}_p99_ms"] = round(percentile_ms(samples, 99), 2)
+    client.close()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--hnsw-threshold", type=int, default=DEFAULT_HNSW_THRESHOLD)
+    parser.add_argument("--workdir", type=Path, default=None, help="where indices are built (default: a temp dir, removed)")
+    args = parser.parse_args()
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        pass
+    for n in args.sizes:
+        root = Path(tempfile.mkdtemp(prefix="cir-bench-", dir=args.workdir))
+        try:
+            row = run_size(n, args.dim, args.queries, args.batch, root, args.hnsw_threshold)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
