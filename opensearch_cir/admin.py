@@ -120,9 +120,13 @@ def setup_index(
 
     Idempotent: running it again changes nothing. An existing index gains fields the template has
     and it lacks; one whose vector dimension or model id differs raises IndexMismatchError.
-    default_pipeline: a search pipeline id to set as the index's `index.search.default_pipeline`
-    (only at creation).
+    pipelines: the search pipelines to put (default: all of `dsl.PIPELINES`).
+    default_pipeline: one of them to set as the new index's `index.search.default_pipeline`
+    (only at creation), so hybrid queries work without `?search_pipeline=`.
     """
+    pipelines = PIPELINES if pipelines is None else pipelines
+    if default_pipeline and default_pipeline not in pipelines:
+        raise ValueError(f"unknown search pipeline {default_pipeline!r}; choose one of {sorted(pipelines)}")
     report = SetupReport(index=index, template=template_name(index))
     template = index_template(manifest, index)
     validate_request("indices.put_index_template", template)
@@ -134,7 +138,13 @@ def setup_index(
         if missing or "cir" not in (mapping.get("_meta") or {}):
             body = {"properties": missing, "_meta": template["template"]["mappings"]["_meta"]}
             validate_request("indices.put_mapping", body)
-            client.indices.put_mapping(index=index, body=body)
+            put_mapping = getattr(client.indices, "put_mapping", None)
+            if put_mapping is None:
+                raise CIRError(
+                    f"index {index!r} lacks {sorted(missing) or ['_meta.cir']} and this engine cannot add "
+                    "mappings to an existing index: re-create it (delete it, then run setup again)"
+                )
+            put_mapping(index=index, body=body)
             report.index_action = "upgraded"
             report.added_fields = sorted(missing)
     else:
@@ -151,7 +161,7 @@ def setup_index(
             check_index_model(client, index, manifest)
     client.indices.put_index_template(name=report.template, body=template)
 
-    for pipeline_id, body in (PIPELINES if pipelines is None else pipelines).items():
+    for pipeline_id, body in pipelines.items():
         report.pipelines[pipeline_id] = ensure_search_pipeline(client, pipeline_id, body)
     return report
 

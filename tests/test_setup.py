@@ -48,12 +48,62 @@ def test_upgrades_an_older_index_and_updates_changed_pipelines():
     assert report.pipelines["cir-rrf"] == "updated" and client.pipelines["cir-rrf"] == dsl.PIPELINES["cir-rrf"]
 
 
+def test_an_engine_without_put_mapping_says_to_recreate():
+    from opensearch_cir.errors import CIRError
+
+    client = InMemoryClient()
+    body = admin.index_body(MODEL)
+    del body["mappings"]["properties"]["model_id"]
+    client.indices.create(index="cir-old", body=body)
+    del client.indices.put_mapping
+    with pytest.raises(CIRError, match=r"lacks \['model_id'\] .* re-create it"):
+        admin.setup_index(client, "cir-old", MODEL, pipelines={})
+
+
 def test_default_pipeline_setting_and_check_index_model():
     client = InMemoryClient()
-    admin.setup_index(client, "cir-b", MODEL, default_pipeline="cir-rrf", pipelines={})
-    assert client.pipelines == {}
+    with pytest.raises(ValueError, match="unknown search pipeline 'cir-nope'"):
+        admin.setup_index(client, "cir-b", MODEL, default_pipeline="cir-nope")
+    admin.setup_index(client, "cir-b", MODEL, default_pipeline="cir-rrf", pipelines={"cir-rrf": dsl.PIPELINES["cir-rrf"]})
+    assert list(client.pipelines) == ["cir-rrf"]
     assert admin.index_model(client.mappings["cir-b"]) == ("tiny-random-32", 32)
     assert admin.check_index_model(client, "cir-b", MODEL)["_meta"]["cir"]["dimension"] == 32
+
+
+def test_embedded_engine_setup_and_hybrid_search_with_each_pipeline(tmp_path):
+    """setup_index on B's embedded engine, then every shipped pipeline ranks the matching image first."""
+    import io
+
+    from PIL import Image
+
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.ingest import Record, ingest
+
+    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1, device="cpu")
+    client = EmbeddedClient(tmp_path / "engine")
+    try:
+        assert admin.setup_index(client, "cir-e", encoder.manifest).index_action == "created"
+        assert admin.setup_index(client, "cir-e", encoder.manifest).index_action == "unchanged"
+        records = []
+        for colour in ("red", "green", "blue", "yellow"):
+            buffer = io.BytesIO()
+            Image.new("RGB", (24, 24), colour).save(buffer, format="PNG")
+            records.append(Record(buffer.getvalue(), captions=[f"a {colour} square"], metadata={"colour": colour}))
+        assert ingest(client, "cir-e", encoder, records).indexed == 4
+        vector = encoder.encode_texts(["a red square"])[0]
+        queries = [dsl.match_clause("caption", "red"), dsl.knn_clause("image_vector", vector, 4), dsl.knn_clause("caption_vector", vector, 4)]
+        body = dsl.hybrid_body(queries, size=4, pagination_depth=4)
+        for name, pipeline in dsl.PIPELINES.items():
+            dsl.validate_request("search", body, pipeline=pipeline)
+            hits = client.search(index="cir-e", body=body, params={"search_pipeline": name})["hits"]["hits"]
+            assert hits[0]["_source"]["metadata"]["colour"] == "red", name
+            assert "image_vector" not in hits[0]["_source"]
+        with pytest.raises(IndexMismatchError):
+            admin.setup_index(client, "cir-e", SimpleNamespace(model_id="other", embedding_dim=encoder.dim))
+    finally:
+        client.close()
 
 
 def test_setup_cli_then_ingest_cli(tmp_path, monkeypatch):
