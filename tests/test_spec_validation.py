@@ -233,3 +233,8 @@ def test_composed_query_bodies(spec, tmp_path):
                 check("search", dsl.search_body(clause, size=10), spec)
             rendered_count += 1
     assert rendered_count == len(compose.STRATEGIES) * len(compose.NORMALIZATIONS)
+
+
+def test_fields_named_like_clauses_are_not_clauses(spec):
+    body = {"query": {"bool": {"filter": [{"term": {"knn": "x"}}, {"match": {"hybrid": "y"}}, {"term": {"neural": "z"}}]}}}
+    check("search", body, spec)

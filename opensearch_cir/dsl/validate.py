@@ -191,14 +191,25 @@ def _check_vector_query(clause: Any, path: str, name: str) -> Iterator[str]:
         yield f"{path}: a neural query needs model_id (or a default model on the index)"
 
 
+def _is_clause(value: Any, keys: tuple[str, ...]) -> bool:
+    """`{field: {params}}` whose params have one of `keys` (so a field merely named "knn" is not a clause)."""
+    return (
+        isinstance(value, dict)
+        and len(value) >= 1
+        and all(isinstance(params, dict) for params in value.values())
+        and any(key in params for params in value.values() for key in keys)
+    )
+
+
 def _check_query_tree(query: Any, path: str) -> Iterator[str]:
     for sub_path, node in _walk(query, path):
         if not isinstance(node, dict):
             continue
-        for key in ("knn", "neural"):
-            if key in node and isinstance(node[key], dict) and not sub_path.endswith(".properties"):
-                yield from _check_vector_query(node[key], f"{sub_path}.{key}", key)
-        if "hybrid" in node:
+        if _is_clause(node.get("knn"), ("vector", "k", "min_score", "max_distance")):
+            yield from _check_vector_query(node["knn"], f"{sub_path}.knn", "knn")
+        if _is_clause(node.get("neural"), ("query_text", "query_image", "model_id", "k")):
+            yield from _check_vector_query(node["neural"], f"{sub_path}.neural", "neural")
+        if isinstance(node.get("hybrid"), dict) and "queries" in node["hybrid"]:
             yield f"{sub_path}.hybrid: a hybrid query must be the top-level query"
 
 

@@ -134,6 +134,8 @@ def open_source(source: str | Path | Iterable) -> tuple[Iterable[Record | BadRow
         if path.is_dir():
             return iter_directory(path), count_directory(path)
         if path.is_file():
+            if path.suffix.lower() not in MANIFEST_EXTENSIONS:
+                raise InputError(f"{source}: not a folder or a manifest ({', '.join(MANIFEST_EXTENSIONS)})")
             return iter_manifest(path), None
         raise InputError(f"{source}: no such file or folder")
     length = len(source) if hasattr(source, "__len__") else None
