@@ -141,6 +141,34 @@ def test_search_bad_input_is_4xx_with_a_clear_message(client, data, files, statu
     assert message in detail(response)
 
 
+def test_search_fetches_only_allow_listed_urls_without_following_redirects(catalog, monkeypatch):
+    import contextlib
+
+    import httpx
+
+    from opensearch_cir.service import inputs
+
+    answers = {"https://img.example/ref.png": httpx.Response(200, content=catalog.reference_png(0)),
+               "https://img.example/moved.png": httpx.Response(302, headers={"location": "http://10.0.0.1/"})}
+    fetched = []
+
+    @contextlib.contextmanager
+    def fake_stream(method, url, **options):
+        assert options["follow_redirects"] is False
+        fetched.append(url)
+        yield answers[url]
+
+    monkeypatch.setattr(inputs.httpx, "stream", fake_stream)
+    client = make_client(catalog, remote_url_allowlist=("https://img.example/",))
+    ok = client.post("/search", data={"image_url": "https://img.example/ref.png", "text": "make it red", "k": "3"})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 3
+    moved = client.post("/search", data={"image_url": "https://img.example/moved.png"})
+    assert moved.status_code == 422 and "answered 302" in detail(moved)
+    refused = client.post("/search", data={"image_url": "https://other.example/ref.png"})
+    assert refused.status_code == 422 and "CIR_REMOTE_URL_ALLOWLIST" in detail(refused)
+    assert fetched == ["https://img.example/ref.png", "https://img.example/moved.png"]
+
+
 def test_search_image_over_the_pixel_cap_is_413(catalog):
     client = make_client(catalog, max_pixels=1000)
     image = png_bytes(Image.new("RGB", (100, 100), "white"))
@@ -241,11 +269,7 @@ def test_images_serves_indexed_files_only_under_media_roots(client, catalog):
 # -- /ingest ----------------------------------------------------------------------------------------
 
 def test_ingest_reports_each_file_and_makes_it_searchable(catalog, tmp_path):
-    from opensearch_cir.admin import setup_index
-
-    index = "cir-upload-test"
-    setup_index(catalog.client, index, catalog.encoder.manifest)
-    client = make_client(catalog, index=index, upload_dir=str(tmp_path / "uploads"))
+    client = make_client(catalog, index="cir-upload-test", upload_dir=str(tmp_path / "uploads"))  # created on use
     red = png_bytes(Image.new("RGB", (64, 64), (220, 30, 30)))
     blue = png_bytes(Image.new("RGB", (64, 64), (30, 70, 220)))
     files = [("files", ("red.png", red, "image/png")), ("files", ("broken.png", b"not an image", "image/png")),
@@ -281,6 +305,16 @@ def test_ingest_bad_side_data(client, catalog):
 
 def test_ingest_without_files_is_422(client):
     assert client.post("/ingest", data={"captions": "[]"}).status_code == 422
+
+
+def test_ingest_with_another_model_than_the_index_is_409(catalog, tmp_path):
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    other = load_encoder(build_tiny_model(tmp_path / "other", dim=16), threads=1)
+    app = create_app(catalog.settings, client=catalog.client, encoder=other)
+    response = TestClient(app).post("/ingest", files={"files": ("a.png", catalog.reference_png(0), "image/png")})
+    assert response.status_code == 409 and "model" in detail(response)
 
 
 # -- API key ----------------------------------------------------------------------------------------

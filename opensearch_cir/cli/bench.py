@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from enum import Enum
-from pathlib import Path
 
 import typer
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .settings import Settings
 
@@ -16,29 +16,34 @@ class Backend:
         self._client = client
         self._encoder = encoder
         self._lock = threading.Lock()
+        self._index_ready = False
 
     @property
     def client(self) -> Any:
         """The opensearch-py shaped client of `settings.engine_url`."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    from ..engines import connect
+        from ..engines import connect
 
-                    self._client = connect(self.settings.engine_url)
-        return self._client
+        return self._once("_client", lambda: connect(self.settings.engine_url))
 
     @property
     def encoder(self) -> Any:
         """The encoder of `settings.model` (None: the default model)."""
-        if self._encoder is None:
+        from ..encoders import load_encoder
+
+        return self._once("_encoder", lambda: load_encoder(self.settings.model))
+
+    def _once(self, attribute: str, create: Callable[[], Any]) -> Any:
+        if getattr(self, attribute) is None:
             with self._lock:
-                if self._encoder is None:
-                    from ..encoders import load_encoder
+                if getattr(self, attribute) is None:
+                    setattr(self, attribute, create())
+        return getattr(self, attribute)
 
-                    self._encoder = load_encoder(self.settings.model)
-        return self._encoder
+    def ensure_index(self) -> None:
+        """Create or check the index for the encoder's model (once per instance), as `cir setup` does."""
+        if self._index_ready:
+            return
+        from ..admin import setup_index
 
-    @property
-    def encoder_loaded(self) -> bool:
-        return self._encoder is not None
+        setup_index(self.client, self.settings.index, self.encoder.manifest)
+        self._index_ready = True

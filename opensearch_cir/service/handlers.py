@@ -60,7 +60,7 @@ def _engine_status(status: int) -> int:
 def _message(error: Exception) -> str:
     status = status_of(error)
     text = str(error) or type(error).__name__
-    if isinstance(error, EngineError) and status == 404:
+    if status == 404 and "index_not_found" in f"{getattr(error, 'error_type', '')} {getattr(error, 'error', '')}":
         text += " (create and fill the index first: `cir setup` then `cir ingest`, or `cir demo`)"
     return text
 

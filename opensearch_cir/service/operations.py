@@ -139,6 +139,7 @@ def run_ingest(backend: Backend, uploads: list[tuple[str, bytes | None, str | No
                                          uri=str(target) if target else f"upload:{name}",
                                          source=f"#{position}"), target))
 
+    backend.ensure_index()
     ingestor = Ingestor(backend.client, settings.index, backend.encoder, max_pixels=settings.max_pixels, workers=1)
     with ingestor:
         for _, record, _ in records:
