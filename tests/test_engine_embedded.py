@@ -108,6 +108,8 @@ def test_match_scores_equal_lucene_bm25(tmp_path, legacy):
     client.indices.put_index_template(name="cir", body=template())
     client.indices.create(index="cir-bm25")
     bulk_docs(client, "cir-bm25", {k: {"caption": v} for k, v in CORPUS.items()})
+    # documents without caption tokens do not count in Lucene's docCount / avgdl
+    bulk_docs(client, "cir-bm25", {"no-caption": {"metadata": {"a": "b"}}, "no-tokens": {"caption": "!!! ..."}})
     corpus_tokens = {k: [t for value in ([v] if isinstance(v, str) else v) for t in analyze(value)] for k, v in CORPUS.items()}
     assert byte4_to_int(int_to_byte4(len(corpus_tokens["d3"]))) != len(corpus_tokens["d3"])  # quantisation exercised
     for text in ("red car", "dress", "red dots park", "word"):

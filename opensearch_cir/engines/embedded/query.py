@@ -152,19 +152,14 @@ class Executor:
 
     def _text_clause(self, name: str, body):
         """(tantivy query, boost) when a match/term clause targets a text field, else (None, 1)."""
-        field, params = _field_and_params(name, body, "query" if name == "match" else "value", {"operator", "minimum_should_match", "zero_terms_query", "case_insensitive"})
+        if name == "match":
+            _, params, query = self._match_query(body)
+            return query, float(params.get("boost", 1.0))
+        field, params = _field_and_params("term", body, "value", {"case_insensitive"})
         spec = self._spec(field, name)
-        if spec is None or spec.type != "text" or len(params) > 1 + ("boost" in params):
+        if spec is None or spec.type != "text" or params.get("case_insensitive"):
             return None, 1.0
-        if name == "term":
-            return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
-        import tantivy
-
-        tokens = self.store.analyzers[field].analyze(str(params["query"]))
-        if not tokens:
-            return None, 1.0
-        query = tantivy.Query.boolean_query([(tantivy.Occur.Should, self._text_term_query(field, t)) for t in tokens])
-        return query, float(params.get("boost", 1.0))
+        return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
 
     def _text_top(self, query, n: int, boost: float) -> tuple[Scored, int]:
         searcher = self.store.text_index.searcher()
@@ -347,35 +342,43 @@ class Executor:
         return score
 
     def _query_match(self, body, restrict) -> Scored:
-        field, params = _field_and_params("match", body, "query", {"operator", "minimum_should_match", "zero_terms_query"})
+        field, params, query = self._match_query(body)
         boost = float(params.get("boost", 1.0))
+        if query is None:
+            spec = self._spec(field, "match")
+            if spec is None or spec.type == "text":
+                return Scored.empty()  # unmapped field, or no tokens left after analysis
+            return self._query_term({field: {"value": params["query"], "boost": boost}}, restrict)
+        hits = self._text_hits(query, restrict)
+        return Scored(hits.ords, hits.scores * np.float32(boost))
+
+    def _match_query(self, body):
+        """(field, params, tantivy query) for a `match` clause; the query is None when the field is
+        not a text field or analysis leaves no tokens."""
+        field, params = _field_and_params("match", body, "query", {"operator", "minimum_should_match", "zero_terms_query"})
         operator = str(params.get("operator", "or")).lower()
         if operator not in ("or", "and"):
             raise EngineError(f"[match] unknown operator [{operator}]", 400, "parsing_exception")
         if params.get("zero_terms_query", "none") != "none":
             raise UnsupportedQueryError("[match] zero_terms_query other than none is not supported by the embedded engine")
         spec = self._spec(field, "match")
-        if spec is None:
-            return Scored.empty()
-        if spec.type != "text":
+        if spec is None or spec.type != "text":
             if "minimum_should_match" in params:
                 raise UnsupportedQueryError("[match] minimum_should_match on a non-text field")
-            return self._query_term({field: {"value": params["query"], "boost": boost}}, restrict)
+            return field, params, None
         import tantivy
 
         tokens = self.store.analyzers[field].analyze(str(params["query"]))
         if not tokens:
-            return Scored.empty()
+            return field, params, None
         occur = tantivy.Occur.Must if operator == "and" else tantivy.Occur.Should
         clauses = [(occur, self._text_term_query(field, token)) for token in tokens]
-        msm = None
-        if operator == "or" and params.get("minimum_should_match") is not None:
-            msm = minimum_should_match(params["minimum_should_match"], len(clauses)) or None
-        elif params.get("minimum_should_match") is not None:
+        if params.get("minimum_should_match") is None:
+            return field, params, tantivy.Query.boolean_query(clauses)
+        if operator == "and":
             raise UnsupportedQueryError("[match] minimum_should_match with operator and")
-        query = tantivy.Query.boolean_query(clauses, msm) if msm else tantivy.Query.boolean_query(clauses)
-        hits = self._text_hits(query, restrict)
-        return Scored(hits.ords, hits.scores * np.float32(boost))
+        msm = minimum_should_match(params["minimum_should_match"], len(clauses))
+        return field, params, tantivy.Query.boolean_query(clauses, msm) if msm else tantivy.Query.boolean_query(clauses)
 
     def _query_bool(self, body, restrict) -> Scored:
         parts = self._bool_parts(body)

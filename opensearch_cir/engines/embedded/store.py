@@ -388,18 +388,25 @@ class IndexStore:
             if record["replaced"] is not None:
                 writer.delete_documents_by_term(ORD_FIELD, record["replaced"])
             if record["op"] == "index":
-                writer.add_document(self._text_document(record["ord"], record["source"]))
+                doc = self._text_document(record["ord"], record["source"])
+                if doc is not None:
+                    writer.add_document(doc)
 
     def _text_document(self, ordinal: int, source: dict):
+        """The tantivy document of a source, or None when no text field has a token: such documents
+        stay out of the text index so that its document count is Lucene's per-field `docCount`
+        (exact for indices with one text field, like the CIR template)."""
         import tantivy
 
         doc = tantivy.Document()
         doc.add_unsigned(ORD_FIELD, ordinal)
         flat = flatten_source(source)
+        has_tokens = False
         for spec in self.mapping.text_fields():
             for value in self._normalise(spec, flat.get(spec.path, [])):
                 doc.add_text(tantivy_name(spec.path), value)
-        return doc
+                has_tokens = has_tokens or bool(self.analyzers[spec.path].analyze(value))
+        return doc if has_tokens else None
 
     def prepare(self, op: str, doc_id: str, source: dict | None, batch: dict[str, tuple], next_ord: int) -> Prepared:
         """Validate one operation against the mapping (adding dynamic fields) and build its log record.
