@@ -339,3 +339,29 @@ def test_settings_from_environment():
     assert Settings.from_env({"OPENSEARCH_URL": "https://os:9200"}, index="cir-x").engine_url == "https://os:9200"
     with pytest.raises(ValueError, match="CIR_MAX_K"):
         Settings.from_env({"CIR_MAX_K": "many"})
+
+
+# -- the same API on a real cluster (runs when OPENSEARCH_URL is set) ---------------------------------
+
+def test_search_and_embed_on_a_cluster(opensearch_url, tiny_encoder, tmp_path):
+    from opensearch_cir.cli.demo import build_scene_catalog
+    from opensearch_cir.engines import connect
+
+    index = "cir-test-service"
+    cluster = connect(opensearch_url)
+    if cluster.indices.exists(index=index):
+        cluster.indices.delete(index=index)
+    scenes = build_scene_catalog(cluster, index, tiny_encoder, tmp_path, n=12, queries=2)
+    settings = Settings(engine_url=opensearch_url, index=index, media_roots=(str(scenes.image_dir),))
+    client = TestClient(create_app(settings, client=cluster, encoder=tiny_encoder), raise_server_exceptions=False)
+    try:
+        query = scenes.queries[0]
+        reference = scenes.image_path(query.reference).read_bytes()
+        response = client.post("/search", files={"images": ("ref.png", reference, "image/png")},
+                               data={"text": query.text, "k": "3", "explain": "true"})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert len(results) == 3 and client.get(results[0]["image_url"]).status_code == 200
+        assert client.get("/health").json()["documents"] == len(scenes.records)
+    finally:
+        cluster.indices.delete(index=index)
