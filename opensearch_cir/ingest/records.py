@@ -13,7 +13,7 @@ ImageRef = Union[str, os.PathLike, bytes]
 
 IMAGE_KEYS = ("image", "image_path", "path", "file", "filename", "url", "image_url")
 CAPTION_KEYS = ("captions", "caption", "text")
-RESERVED_KEYS = (*IMAGE_KEYS, *CAPTION_KEYS, "metadata", "uri", "image_uri", "id")
+RESERVED_KEYS = (*IMAGE_KEYS, *CAPTION_KEYS, "metadata", "uri", "image_uri")
 
 
 def is_remote(image: ImageRef) -> bool:

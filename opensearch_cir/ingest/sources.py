@@ -1,6 +1,7 @@
 """Readers: turn a folder of images or a manifest file into `Record`s.
 
-- A directory tree of images; a sidecar `NAME.txt` (one caption per line) or `NAME.json`
+- A directory tree of images (`image_uri` = the absolute path, which `cir serve --media-root`
+  can serve; error reports name files relative to the folder); a sidecar `NAME.txt` (one caption per line) or `NAME.json`
   (`{"caption": ...}` or `{"captions": [...]}`, optional `"metadata": {...}`) beside `NAME.jpg`
   gives its captions. Files that are not images by extension are ignored; images that do not
   decode are reported as failures later, never skipped silently.
@@ -60,8 +61,8 @@ def iter_directory(root: str | Path) -> Iterator[Record]:
                 captions = sidecar_txt.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as exc:
                 log.warning("%s: unreadable sidecar ignored (%s)", sidecar_txt, exc)
-        relative = path.relative_to(root).as_posix()
-        yield Record(image=str(path), captions=captions, metadata=metadata, uri=relative, source=relative)
+        yield Record(image=str(path), captions=captions, metadata=metadata, uri=str(path.resolve()),
+                     source=path.relative_to(root).as_posix())
 
 
 def count_directory(root: str | Path) -> int:
