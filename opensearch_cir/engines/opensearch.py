@@ -110,7 +110,7 @@ def _aws_auth(region: str, service: str):
     try:
         import boto3
     except ImportError as exc:
-        raise ImportError("AWS SigV4 signing needs boto3: pip install boto3") from exc
+        raise ImportError("AWS SigV4 signing needs boto3: pip install boto3 (or 'opensearch-cir[aws]')") from exc
     credentials = boto3.Session().get_credentials()
     if credentials is None:
         raise ValueError("no AWS credentials found (environment, ~/.aws or instance role)")
