@@ -105,3 +105,30 @@ def test_search_with_hostile_values_never_answers_5xx(client, catalog):
 
 def _some_id(client) -> str:
     return client.post("/search", data={"text": "circle", "k": "1"}).json()["results"][0]["id"]
+
+
+_JSON_ANY = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=6)),
+                         lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                 st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                         max_leaves=6)
+
+
+def test_ingest_with_hostile_values_never_answers_5xx(client, catalog):
+    images = [catalog.reference_png(0), catalog.reference_png(1), b"", b"\x89PNG\r\n\x1a\n broken"]
+
+    @given(files=st.lists(st.sampled_from(images), min_size=1, max_size=3),
+           captions=st.one_of(st.none(), _JSON_ANY), metadata=st.one_of(st.none(), _JSON_ANY),
+           raw=st.sampled_from(["", "[", "null", "{}"]))
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def check(files, captions, metadata, raw):
+        data = {"captions": json.dumps(captions) if captions is not None else raw,
+                "metadata": json.dumps(metadata) if metadata is not None else raw}
+        parts = [("files", (f"f{i}.png", blob, "image/png")) for i, blob in enumerate(files)]
+        response = client.post("/ingest", data=data, files=parts)
+        assert response.status_code < 500, (data, response.text)
+        if response.status_code == 200:
+            items = response.json()["items"]
+            assert len(items) == len(files) and all(item["status"] != "failed" or item["error"] for item in items)
+
+    check()
