@@ -397,3 +397,20 @@ def test_what_counts_as_a_dropped_connection():
     assert is_transient(TransportError(503, "unavailable")) and is_transient(EngineError("busy", status=429))
     assert not is_transient(TransportError(400, "mapper_parsing_exception"))
     assert not is_transient(EngineError("bad", status=400))
+
+
+def test_connection_drop_during_resume_lookup(folder, encoder):
+    root, _, _ = folder
+
+    class NoSearch(InMemoryClient):
+        def search(self, index, body, params=None):
+            raise ConnectionResetError("connection reset by peer")
+
+    client = NoSearch()
+    client.indices.create(index=INDEX, body={})
+    ingestor = Ingestor(client, INDEX, encoder, resume=True, batch_size=4, max_retries=1, retry_backoff=0)
+    with pytest.raises(IngestInterruptedError, match="lookup of indexed images failed 2 times"):
+        ingestor.add_many(Record(p) for p in sorted(root.rglob("*.png")))
+    report = ingestor.close()
+    assert report.interrupted and report.indexed == 0 and report.not_processed > 0
+    assert "Re-run with --resume" in report.summary()

@@ -21,12 +21,13 @@ from typing import IO, Any, Iterable
 
 import numpy as np
 
+from ..admin import status_of
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
 from ..errors import CIRError, IngestInterruptedError, InputError
 from .records import Record, is_remote
 from .report import ErrorLog, Failure, IngestReport, StageTimer
 from .sources import BadRow
-from .writer import BulkWriter, Document
+from .writer import BulkWriter, Document, Retrier
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ class Ingestor:
         self.report = IngestReport()
         self._timer = StageTimer(self.report.timings)
         self._errors = ErrorLog(errors)
-        self._writer = BulkWriter(client, index, max_retries=max_retries, backoff=retry_backoff)
+        self._retrier = Retrier(max_retries=max_retries, backoff=retry_backoff)
+        self._writer = BulkWriter(client, index, self._retrier)
         self._preprocess = ImagePreprocessor(encoder.manifest.image)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
         # (record, content hash once known, future); read futures give _Read, decode ones _Prepared
@@ -260,7 +262,11 @@ class Ingestor:
 
     def _triage(self) -> None:
         """Hashed records: drop the known ones, send the rest to decoding."""
-        fresh = self._drop_known(self._collect(self._reading, self.batch_size))
+        try:
+            fresh = self._drop_known(self._collect(self._reading, self.batch_size))
+        except Exception as exc:
+            self.report.interrupted = str(exc)
+            raise
         for item in fresh:
             self._decoding.append((item.record, item.content_hash, self._pool.submit(self._decode, item)))
         self._update_progress()
@@ -354,11 +360,9 @@ class Ingestor:
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _indexed_hashes(self, hashes: list[str]) -> set[str]:
-        from ..admin import status_of
-
         body = {"size": len(hashes), "query": {"terms": {"content_hash": hashes}}, "_source": ["content_hash"]}
         try:
-            response = self.client.search(index=self.index, body=body)
+            response = self._retrier.call(lambda: self.client.search(index=self.index, body=body), "lookup of indexed images")
         except Exception as exc:
             if status_of(exc) == 404:  # no index yet: nothing indexed
                 return set()

@@ -45,32 +45,47 @@ def _item_error(result: dict) -> str:
     return str(error or f"status {result.get('status')}")
 
 
-class BulkWriter:
-    """Sends documents with `client.bulk`; `write()` returns (indexed documents, [(document, reason)])."""
+class Retrier:
+    """Exponential backoff with jitter: `call(fn)` retries transient failures, then interrupts the run."""
 
-    def __init__(
-        self,
-        client: Any,
-        index: str,
-        *,
-        max_retries: int = 5,
-        backoff: float = 0.5,
-        backoff_cap: float = 30.0,
-        validate_first: bool = True,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.client = client
-        self.index = index
+    def __init__(self, max_retries: int = 5, backoff: float = 0.5, backoff_cap: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep):
         self.max_retries = max_retries
         self.backoff = backoff
         self.backoff_cap = backoff_cap
-        self.retried_items = 0
-        self._validate_next = validate_first
         self._sleep = sleep
 
-    def _pause(self, attempt: int) -> None:
+    def pause(self, attempt: int) -> None:
         if self.backoff > 0:
             self._sleep(min(self.backoff_cap, self.backoff * 2**attempt) * random.uniform(0.5, 1.0))
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        """`fn()`, retried on a dropped connection, a timeout, 429 or 502-504; IngestInterruptedError after that."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt >= self.max_retries:
+                    raise IngestInterruptedError(
+                        f"{what} failed {attempt + 1} times, last with {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.warning("%s failed (%s), retrying", what, exc)
+                self.pause(attempt)
+                attempt += 1
+
+
+class BulkWriter:
+    """Sends documents with `client.bulk`; `write()` returns (indexed documents, [(document, reason)])."""
+
+    def __init__(self, client: Any, index: str, retrier: Retrier | None = None, *, validate_first: bool = True):
+        self.client = client
+        self.index = index
+        self.retrier = retrier or Retrier()
+        self.retried_items = 0
+        self._validate_next = validate_first
 
     def lines(self, documents: list[Document]) -> list[dict]:
         body: list[dict] = []
@@ -83,41 +98,28 @@ class BulkWriter:
         indexed: list[Document] = []
         failed: list[tuple[Document, str]] = []
         pending = documents
-        attempt = 0
+        attempt = 0  # rounds of per-item retries
         while pending:
             body = self.lines(pending)
             if self._validate_next:  # the first body of a run is checked against the spec
                 validate_request("bulk", body)
                 self._validate_next = False
-            try:
-                response = self.client.bulk(body=body)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if attempt >= self.max_retries:
-                    raise IngestInterruptedError(
-                        f"bulk request failed {attempt + 1} times, last with {type(exc).__name__}: {exc}"
-                    ) from exc
-                log.warning("bulk request failed (%s), retrying", exc)
-                self._pause(attempt)
-                attempt += 1
-                continue
+            response = self.retrier.call(lambda: self.client.bulk(body=body), "bulk request")
+            items = response.get("items", [])
             retry: list[Document] = []
-            for document, item in zip(pending, response.get("items", [])):
+            for document, item in zip(pending, items):
                 result = next(iter(item.values()))
                 status = int(result.get("status", 500))
                 if 200 <= status < 300:
                     indexed.append(document)
-                elif status in RETRY_STATUSES and attempt < self.max_retries:
+                elif status in RETRY_STATUSES and attempt < self.retrier.max_retries:
                     retry.append(document)
                 else:
                     failed.append((document, f"status {status}: {_item_error(result)}"))
-            if len(response.get("items", [])) != len(pending):
-                missing = pending[len(response.get("items", [])):]
-                failed.extend((document, "no result for this item in the bulk response") for document in missing)
+            failed.extend((document, "no result for this item in the bulk response") for document in pending[len(items):])
             if retry:
                 self.retried_items += len(retry)
-                self._pause(attempt)
+                self.retrier.pause(attempt)
                 attempt += 1
             pending = retry
         return indexed, failed
