@@ -238,3 +238,11 @@ def test_composed_query_bodies(spec, tmp_path):
 def test_fields_named_like_clauses_are_not_clauses(spec):
     body = {"query": {"bool": {"filter": [{"term": {"knn": "x"}}, {"match": {"hybrid": "y"}}, {"term": {"neural": "z"}}]}}}
     check("search", body, spec)
+
+
+def test_non_object_bodies_and_unknown_kinds(spec):
+    for kind in ("search", "indices.create", "search_pipeline.put", "ml.create_connector"):
+        rejects(kind, ["not", "an", "object"], spec, "must be a JSON object")
+    rejects("bulk", {"index": {}}, spec, "list of action/source lines")
+    with pytest.raises(ValueError, match="unknown request kind"):
+        validate_request("cat.indices", {})

@@ -427,7 +427,9 @@ def validate_request(
     if spec_root is not None:
         problems.extend(_spec_errors(kind, body, spec_root))
     strict = _STRICT.get(kind)
-    if strict is not None:
+    if kind != "bulk" and not isinstance(body, dict):
+        problems.append(f"$: a {kind} body must be a JSON object, got {type(body).__name__}")
+    elif strict is not None:
         problems.extend(strict(body, pipeline) if kind == "search" else strict(body))
     if problems:
         raise BodyValidationError(f"invalid {kind} body: " + "; ".join(problems))
