@@ -143,3 +143,6 @@ def test_setup_cli_then_ingest_cli(tmp_path, monkeypatch):
     result = runner.invoke(app, [*args, "--resume"])
     assert "indexed 0, skipped 3, failed 1" in result.output
     assert len(client.indices_store["cir-cli"]) == 3
+    other = str(build_tiny_model(tmp_path / "tiny64", dim=64))
+    result = runner.invoke(app, ["ingest", str(folder), "--index", "cir-cli", "--model", other, "--no-setup"])
+    assert result.exit_code == 2 and "64-dimensional" in result.output

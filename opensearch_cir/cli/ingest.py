@@ -22,11 +22,13 @@ def ingest_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch and bulk request."),
     workers: int = typer.Option(2, "--workers", min=1, help="Threads decoding images while the encoder runs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    setup: bool = typer.Option(True, "--setup/--no-setup", help="Create/upgrade template, index and pipelines first "
+                               "(--no-setup: the index must exist; its model is still checked)."),
     ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
     insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
 ) -> None:
     """Encode and index images. Exit code 0: all indexed or skipped; 1: some failed; 3: interrupted."""
-    from ..admin import setup_index
+    from ..admin import check_index_model, setup_index
     from ..encoders import load_encoder
     from ..errors import CIRError, IngestInterruptedError
     from ..ingest import Ingestor
@@ -35,7 +37,10 @@ def ingest_command(
     try:
         encoder = load_encoder(model, device=device, batch_size=batch_size)
         client = connect_from_options(url, ca_certs, insecure)
-        setup_index(client, index, encoder.manifest)
+        if setup:
+            setup_index(client, index, encoder.manifest)
+        else:
+            check_index_model(client, index, encoder.manifest)
         records, total = open_source(source)
         ingestor = Ingestor(
             client, index, encoder, batch_size=batch_size, workers=workers, resume=resume, errors=errors,
