@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 from opensearch_cir.encoders import Manifest, load_encoder  # noqa: E402
 from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files  # noqa: E402
-from opensearch_cir.encoders.export import export_hf  # noqa: E402
+from opensearch_cir.encoders.export import INT8_TOLERANCE, export_hf  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -205,7 +205,8 @@ def test_export_towers_with_calibration_tries_static_int8(hf_clip, hf_models, ex
     )
     scores = manifest.extra["int8"]["image"]["probe_cosine_mean_min"]
     assert "static-qdq" in scores and len(scores) == 5
-    assert max(mean for mean, _ in scores.values()) == scores[manifest.extra["int8"]["image"]["method"]][0]
+    kept = scores[manifest.extra["int8"]["image"]["method"]][0]
+    assert kept >= max(mean for mean, _ in scores.values()) - INT8_TOLERANCE
     encoder = load_encoder(tmp_path, precision="int8", threads=1)
     fp32 = load_encoder(tmp_path, threads=1)
     assert np.sum(encoder.encode_pixels(_pixels()) * fp32.encode_pixels(_pixels()), axis=1).min() >= 0.99
