@@ -88,7 +88,7 @@ def _check_composed(result: dict, strategies) -> None:
 
 
 def test_fashion_benchmark_end_to_end(fashion_dir, encoder, client, tmp_path):
-    result = fashion.run(fashion_dir, client, encoder, gallery_size=None, n_queries=30, tune_subset=8)
+    result = fashion.run(fashion_dir, client, encoder, products="all", n_queries=30, tune_subset=8)
     _check_composed(result, STRATEGIES)
     assert {"colour", "article_type", "gender"} <= set(result["groups"])
     assert "usage" in result["groups"]  # reported apart
@@ -149,14 +149,14 @@ def test_scenes_benchmark(encoder, client):
 
 
 def test_search_excludes_reference_and_explains(fashion_dir, encoder, client):
-    result = fashion.run(fashion_dir, client, encoder, gallery_size=None, n_queries=12, tune_subset=4,
+    result = fashion.run(fashion_dir, client, encoder, products="all", n_queries=12, tune_subset=4,
                          strategies=("image_only", "hybrid"))
     from opensearch_cir.datasets.fashion import FashionCatalog
     from opensearch_cir.eval.harness import content_id
 
     catalog = FashionCatalog(fashion_dir)
     product, blob = next(catalog.iter_images())
-    index = f"cir-eval-fashion-{result['gallery']}"
+    index = f"cir-eval-fashion-all-{result['gallery']}"
     response = search(client, index, CompositeQuery(images=[blob], text="in blue", k=5), encoder, explain=True)
     assert content_id(blob) not in response.ids and len(response) == 5
     assert response.rewrite.text.split()[-2:] == ["blue", product.title.split()[-1]]

@@ -59,7 +59,8 @@ def flickr8k(
 @eval_app.command("fashion")
 def fashion(
     data: Path = typer.Option(..., "--data", help="Folder with products.parquet and images.tar."),
-    gallery: int = typer.Option(8000, help="Gallery size (a deterministic sample of the catalog; 0 = all)."),
+    products: str = typer.Option("dev", help="Catalog split to index: dev (never trained on), train or all."),
+    gallery: int = typer.Option(0, help="Cap on the gallery size (a deterministic sample; 0 = the whole split)."),
     queries: int = typer.Option(4600, help="Composed queries (colour/article/gender; half dev, half test) "
                                 "plus 10 % usage changes reported apart."),
     tune_queries: int = _TUNE,
@@ -69,7 +70,7 @@ def fashion(
     from ..eval import fashion as bench
 
     _run("fashion", out, engine_dir, model, as_json,
-         lambda client, encoder: bench.run(data, client, encoder, gallery_size=gallery or None, n_queries=queries,
+         lambda client, encoder: bench.run(data, client, encoder, products=products, gallery_size=gallery or None, n_queries=queries,
                                            tune_subset=tune_queries))
 
 

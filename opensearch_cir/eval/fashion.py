@@ -76,9 +76,9 @@ def _attributes(product: Any) -> tuple:
     return tuple(getattr(product, a) for a in ATTRIBUTES)
 
 
-def sample_gallery(catalog: Any, size: int | None) -> list[Any]:
+def sample_gallery(products: list[Any], size: int | None) -> list[Any]:
     """The first `size` products in sha256(product_id) order (all when `size` is None)."""
-    ordered = sorted(catalog.products, key=lambda p: hashlib.sha256(p.product_id.encode()).hexdigest())
+    ordered = sorted(products, key=lambda p: hashlib.sha256(p.product_id.encode()).hexdigest())
     return ordered if size is None else ordered[:size]
 
 
@@ -137,20 +137,23 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
     return cases
 
 
-def run(data: str | Path, client: Any, encoder: Any, *, gallery_size: int | None = 8000, n_queries: int = 4600,
-        tune_subset: int = 200, strategies: tuple[str, ...] | None = None) -> dict:
-    """Build the gallery index and the queries from `data`, tune on dev, score on test."""
+def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+        n_queries: int = 4600, tune_subset: int = 200, strategies: tuple[str, ...] | None = None) -> dict:
+    """Build the gallery index and the queries from `data`, tune on dev queries, score on test queries.
+
+    products: `dev` (the catalog's dev split, which the default model never trains on), `train`
+    or `all`; gallery_size caps the gallery (None = every product of that split)."""
     from ..compose.query import STRATEGIES
     from ..datasets.fashion import FashionCatalog
     from ..ingest import Record
     from .harness import build_index, run_composed
 
     catalog = FashionCatalog(data)
-    products = sample_gallery(catalog, gallery_size)
-    images = list(gallery_images(catalog, products))
+    pool = catalog.products if products == "all" else catalog.split(products)
+    images = list(gallery_images(catalog, sample_gallery(pool, gallery_size)))
     if not images:
         raise InputError(f"{data}: no product images found for the gallery")
-    index = f"cir-eval-fashion-{len(images)}"
+    index = f"cir-eval-fashion-{products}-{len(images)}"
     records = (Record(image=blob, captions=[p.title], uri=f"{Path(data).name}/{p.image_name}",
                       metadata={"product_id": p.product_id}) for p, blob in images)
     build_index(client, index, encoder, records, expected=len(images))
@@ -159,7 +162,7 @@ def run(data: str | Path, client: Any, encoder: Any, *, gallery_size: int | None
                           tune_subset=tune_subset)
     result["gallery"] = len(images)
     result["notes"] = [
-        f"gallery: {len(images)} products of {Path(data).name} indexed as image + title; "
+        f"gallery: {len(images)} products ({products} split) of {Path(data).name} indexed as image + title; "
         "attribute labels are ground truth only",
         "overall = colour, article type and gender changes; usage changes are the separate group 'usage'",
     ]
