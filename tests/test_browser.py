@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from test_service_support import catalog, tiny_encoder  # noqa: F401  (fixtures)
 
+from opensearch_cir.service import create_app
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -28,13 +30,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url(catalog):
+def _serve(app):
+    """Run `app` with uvicorn in a thread; yields its base URL."""
     import uvicorn
 
-    from opensearch_cir.service import create_app
-
-    app = create_app(catalog.settings, client=catalog.client, encoder=catalog.encoder)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -47,6 +46,17 @@ def server_url(catalog):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(catalog):
+    yield from _serve(create_app(catalog.settings, client=catalog.client, encoder=catalog.encoder))
+
+
+@pytest.fixture(scope="module")
+def locked_server_url(catalog):
+    settings = catalog.settings.replace(api_key="page-key")
+    yield from _serve(create_app(settings, client=catalog.client, encoder=catalog.encoder))
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +125,21 @@ def test_upload_modify_refine(page, server_url, catalog, tmp_path):
 
 def _result_ids(page) -> list[str]:
     return page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.dataset.id)")
+
+
+def test_api_key_entered_on_the_page(page, locked_server_url):
+    page.goto(locked_server_url + "/")
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    page.fill("#text", "a red circle")
+    page.click("#search")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "X-API-Key" in page.locator("#error").inner_text()
+    assert page.locator("#settings").get_attribute("open") is not None, "settings opened for the key"
+    page.fill("#api-key", "page-key")
+    page.locator("#api-key").dispatch_event("change")
+    page.click("#search")
+    page.wait_for_selector("#results .card")
+    page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
+                           ".every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)")
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()

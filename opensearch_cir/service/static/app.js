@@ -95,21 +95,29 @@ async function runCurrentTurn() {
   showError("");
   $("search").disabled = true;
   $("status").textContent = "Searching…";
+  let response;
   try {
-    const response = await fetch("/search", { method: "POST", body: form, headers: headers() });
-    if (!response.ok) { showError(await errorText(response)); $("status").textContent = ""; return; }
-    const body = await response.json();
-    turn.results = body.results;
-    const rewritten = body.query && body.query.rewritten_caption;
-    $("status").textContent = `${body.results.length} results · ${body.strategy} · ${body.took_ms} ms` +
-      (rewritten ? ` · looking for “${rewritten}”` : "");
-    renderResults(body.results);
-    renderHistory();
+    response = await fetch("/search", { method: "POST", body: form, headers: headers() });
   } catch (error) {
     showError(`The service did not answer: ${error.message}`);
+    $("status").textContent = "";
+    return;
   } finally {
     $("search").disabled = false;
   }
+  if (!response.ok) {
+    if (response.status === 401) $("settings").open = true;  // the key goes there
+    showError(await errorText(response));
+    $("status").textContent = "";
+    return;
+  }
+  const body = await response.json();
+  turn.results = body.results;
+  const rewritten = body.query && body.query.rewritten_caption;
+  $("status").textContent = `${body.results.length} results · ${body.strategy} · ${body.took_ms} ms` +
+    (rewritten ? ` · looking for “${rewritten}”` : "");
+  renderResults(body.results);
+  renderHistory();
 }
 
 function renderResults(results) {
@@ -137,7 +145,7 @@ function renderResults(results) {
     if (result.scores) {
       const sub = document.createElement("div");
       sub.className = "subscores";
-      sub.textContent = Object.entries(result.scores).map(([name, value]) => `${name} ${value.toFixed(3)}`).join(" · ");
+      sub.textContent = Object.entries(result.scores).map(([name, value]) => `${name} ${value === null ? "–" : value.toFixed(3)}`).join(" · ");
       body.append(sub);
     }
     card.append(img, body);
