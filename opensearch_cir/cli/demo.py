@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import typer
 
+from .setup import MODEL_HELP, fail
+
 DEMO_INDEX = "cir-demo"
 IMAGE_SIZE = 128
 
@@ -77,7 +79,7 @@ def demo(
     n: int = typer.Option(300, "--n", min=1, help="Number of random scenes in the catalog."),
     queries: int = typer.Option(5, "--queries", min=1, max=50, help="Composed queries to run and print."),
     data_dir: Path = typer.Option(Path("cir-demo"), "--data-dir", help="Where images and the embedded index go."),
-    model: Optional[str] = typer.Option(None, help="Model name under onnx_models/ or a folder (default: the default model)."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     strategy: Optional[str] = typer.Option(None, help="Composition strategy for the printed queries (default: hybrid)."),
     seed: int = typer.Option(0, help="Seed of the scene generator (same seed, same catalog)."),
     host: str = typer.Option("127.0.0.1", help="With --serve: interface to listen on."),
@@ -105,14 +107,13 @@ def demo(
         typer.secho(f"\n{found} of {len(catalog.queries)} targets in the top 5 "
                     f"({composite.strategy} strategy, {len(catalog.records)} images)", bold=True)
     except CIRError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
+        raise fail(exc) from exc
     if serve:
         from ..service.settings import Settings
         from .serve import run_server
 
         run_server(Settings(engine_url=engine_url, index=DEMO_INDEX, model=model,
-                            media_roots=(str(catalog.image_dir),)), host, port)
+                            media_roots=(str(catalog.image_dir),)), host, port, client=client)
     else:
         typer.echo("\nSee it in the browser: cir demo --serve  (same catalog, indexed already)")
 

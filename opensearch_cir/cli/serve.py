@@ -2,47 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ..service.settings import DEFAULT_INDEX, Settings
+from ..admin import DEFAULT_INDEX
+from ..service.settings import Settings
+from .setup import MODEL_HELP, URL_HELP, connect_from_options, fail
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, help="TCP port."),
-    url: Optional[str] = typer.Option(None, "--url", help="Engine: embedded:///dir or https://host:9200 "
-                                      "(default: $OPENSEARCH_URL, else embedded://./cir-data)."),
-    index: Optional[str] = typer.Option(None, help=f"Index to search (default: {DEFAULT_INDEX})."),
-    model: Optional[str] = typer.Option(None, help="Model name under onnx_models/ or a folder (default: the default model)."),
+    url: Optional[str] = typer.Option(None, "--url", help=URL_HELP),
+    index: Optional[str] = typer.Option(None, help=f"Index to search (default: $CIR_INDEX, else {DEFAULT_INDEX})."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     api_key: Optional[str] = typer.Option(None, envvar="CIR_API_KEY", help="Require this key in the X-API-Key header."),
     media_root: list[str] = typer.Option([], "--media-root", help="Folder whose images GET /images may serve (repeatable)."),
+    ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
 ) -> None:
     """Serve the search API (OpenAPI docs at /docs) and the web page at http://HOST:PORT/.
 
-    Every limit can be set with CIR_* environment variables, e.g. CIR_MAX_UPLOAD_BYTES,
-    CIR_REMOTE_URL_ALLOWLIST (see opensearch_cir/service/settings.py).
+    Limits and other settings come from CIR_* environment variables, e.g. CIR_MAX_UPLOAD_BYTES,
+    CIR_REMOTE_URL_ALLOWLIST, CIR_REQUEST_TIMEOUT_S (all listed in docs/service.md).
     """
-    settings = Settings.from_env(engine_url=url, index=index, model=model, api_key=api_key,
-                                 media_roots=tuple(media_root) or None)
-    run_server(settings, host, port)
+    from ..errors import CIRError
+
+    try:
+        settings = Settings.from_env(engine_url=url, index=index, model=model, api_key=api_key,
+                                     media_roots=tuple(media_root) or None)
+        client = connect_from_options(settings.engine_url, ca_certs, insecure)
+    except (CIRError, ValueError) as exc:
+        raise fail(exc) from exc
+    run_server(settings, host, port, client=client)
 
 
-def run_server(settings: Settings, host: str, port: int) -> None:
+def run_server(settings: Settings, host: str, port: int, *, client: Any = None) -> None:
     """Load the model and the engine, then serve until interrupted (shared with `cir demo --serve`)."""
     import uvicorn
 
     from ..errors import CIRError
     from ..service import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, client=client)
     try:
         _ = app.state.backend.encoder, app.state.backend.client  # fail now, not on the first request
     except CIRError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"serving {settings.engine_url} index {settings.index} on http://{host}:{port}/  (Ctrl+C to stop)")
+        raise fail(exc) from exc
+    typer.echo(f"serving index {settings.index} of {settings.engine_url} on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..admin import DEFAULT_INDEX
 from ..errors import InputError
 
 ENV_PREFIX = "CIR_"
 DEFAULT_ENGINE_URL = "embedded://./cir-data"
-DEFAULT_INDEX = "cir-images"
 
 
 @dataclass(frozen=True)
