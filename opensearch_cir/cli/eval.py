@@ -17,6 +17,7 @@ _ENGINE = typer.Option(None, "--engine-dir", help="Embedded engine folder for th
 _MODEL = typer.Option(None, "--model", help="Model name under onnx_models/ or a folder (default: the default model).")
 _JSON = typer.Option(False, "--json", help="Print the result JSON on stdout.")
 _TUNE = typer.Option(200, "--tune-queries", help="Dev queries used for tuning (the rest of the dev half is unused).")
+_TEST = typer.Option(0, "--test-queries", help="Cap on the test queries scored (0 = the whole test half).")
 
 
 def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str], as_json: bool,
@@ -63,7 +64,7 @@ def fashion(
     gallery: int = typer.Option(0, help="Cap on the gallery size (a deterministic sample; 0 = the whole split)."),
     queries: int = typer.Option(4600, help="Composed queries (colour/article/gender; half dev, half test) "
                                 "plus 10 % usage changes reported apart."),
-    tune_queries: int = _TUNE,
+    tune_queries: int = _TUNE, test_queries: int = _TEST,
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """Fashion200k-style composed benchmark from a product catalog (title indexed, attributes as ground truth)."""
@@ -71,7 +72,7 @@ def fashion(
 
     _run("fashion", out, engine_dir, model, as_json,
          lambda client, encoder: bench.run(data, client, encoder, products=products, gallery_size=gallery or None, n_queries=queries,
-                                           tune_subset=tune_queries))
+                                           tune_subset=tune_queries, test_subset=test_queries or None))
 
 
 @eval_app.command("scenes")
@@ -79,7 +80,7 @@ def scenes(
     seed: int = typer.Option(0, help="Scene seed (< 1000: never used for training)."),
     queries: int = typer.Option(2000, help="Composed queries (half dev, half test)."),
     distractors: int = typer.Option(2000, help="Extra gallery scenes."),
-    tune_queries: int = _TUNE,
+    tune_queries: int = _TUNE, test_queries: int = _TEST,
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """Synthetic CSS-style scenes; gallery indexed without captions."""
@@ -87,13 +88,13 @@ def scenes(
 
     _run(f"scenes-{seed}", out, engine_dir, model, as_json,
          lambda client, encoder: bench.run(client, encoder, seed=seed, n_queries=queries, n_distractors=distractors,
-                                           tune_subset=tune_queries))
+                                           tune_subset=tune_queries, test_subset=test_queries or None))
 
 
 @eval_app.command("cirr")
 def cirr(
     data: Path = typer.Option(..., "--data", help="CIRR root (cirr/captions, cirr/image_splits, images)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3."""
@@ -101,26 +102,28 @@ def cirr(
 
     _run(f"cirr-{split}", out, engine_dir, model, as_json,
          lambda client, encoder: formats.run_benchmark(formats.load_cirr(data, split), client, encoder,
-                                                       protocol="cirr", tune_subset=tune_queries))
+                                                       protocol="cirr", tune_subset=tune_queries,
+                                                       test_subset=test_queries or None))
 
 
 @eval_app.command("fashioniq")
 def fashioniq(
     data: Path = typer.Option(..., "--data", help="FashionIQ root (captions, image_splits, images)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """FashionIQ: Recall@10/50 per category and averaged."""
     from ..eval import formats
 
     _run(f"fashioniq-{split}", out, engine_dir, model, as_json,
-         lambda client, encoder: formats.run_fashioniq(data, client, encoder, split=split, tune_subset=tune_queries))
+         lambda client, encoder: formats.run_fashioniq(data, client, encoder, split=split, tune_subset=tune_queries,
+                                                        test_subset=test_queries or None))
 
 
 @eval_app.command("circo")
 def circo(
     data: Path = typer.Option(..., "--data", help="CIRCO root (annotations, COCO2017_unlabeled/unlabeled2017)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE,
+    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """CIRCO: mAP@5/10/25/50."""
@@ -128,7 +131,8 @@ def circo(
 
     _run(f"circo-{split}", out, engine_dir, model, as_json,
          lambda client, encoder: formats.run_benchmark(formats.load_circo(data, split), client, encoder,
-                                                       protocol="circo", tune_subset=tune_queries))
+                                                       protocol="circo", tune_subset=tune_queries,
+                                                       test_subset=test_queries or None))
 
 
 def register(app: typer.Typer) -> None:

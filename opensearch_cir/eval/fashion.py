@@ -138,7 +138,8 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
 
 
 def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
-        n_queries: int = 4600, tune_subset: int = 200, strategies: tuple[str, ...] | None = None) -> dict:
+        n_queries: int = 4600, tune_subset: int = 200, test_subset: int | None = None,
+        strategies: tuple[str, ...] | None = None) -> dict:
     """Build the gallery index and the queries from `data`, tune on dev queries, score on test queries.
 
     products: `dev` (the catalog's dev split, which the default model never trains on), `train`
@@ -159,7 +160,7 @@ def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", g
     build_index(client, index, encoder, records, expected=len(images))
     cases = build_cases([(p, content_id(blob)) for p, blob in images], n_queries)
     result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
-                          tune_subset=tune_subset)
+                          tune_subset=tune_subset, test_subset=test_subset)
     result["gallery"] = len(images)
     result["notes"] = [
         f"gallery: {len(images)} products ({products} split) of {Path(data).name} indexed as image + title; "

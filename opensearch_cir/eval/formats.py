@@ -132,7 +132,8 @@ def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: 
             subsets[query["id"]] = frozenset(doc_of[n] for n in query["subset"] if n in doc_of)
     extra = {"cirr": _cirr_subset_metrics(subsets), "circo": _circo_metrics}.get(protocol)
     result = run_composed(client, index, encoder, cases, name=benchmark.name, strategies=STRATEGIES,
-                          tune_subset=tune_subset, extra_metrics=extra)
+                          tune_subset=tune_subset, test_subset=test_subset,
+                          extra_metrics=extra)
     result["gallery"] = len(blobs)
     return result
 
@@ -140,7 +141,7 @@ def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: 
 def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200) -> dict:
     """All three categories, each over its own gallery; `strategies` holds the category average."""
     per_category = {c: run_benchmark(load_fashioniq(root, c, split), client, encoder, protocol="fashioniq",
-                                     tune_subset=tune_subset) for c in FASHIONIQ_CATEGORIES}
+                                     tune_subset=tune_subset, test_subset=test_subset) for c in FASHIONIQ_CATEGORIES}
     average = {
         strategy: {metric: sum(r["strategies"][strategy][metric] for r in per_category.values()) / len(per_category)
                    for metric in ("recall@10", "recall@50")}

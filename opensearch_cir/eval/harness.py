@@ -119,10 +119,13 @@ def run_composed(
     name: str,
     strategies: Sequence[str],
     tune_subset: int = 200,
+    test_subset: int | None = None,
     base: Weights | None = None,
     extra_metrics: Callable[[list[list[str]], list[Case]], dict[str, float]] | None = None,
 ) -> dict:
     """Tune each strategy's parameters on the dev half, then score every strategy on the test half.
+
+    tune_subset / test_subset cap how many dev / test queries are used (None: all of the half).
 
     Returns the JSON document of a composed benchmark: `strategies` (test half, overall),
     `groups` (test half, per `Case.group`), `tuned` (the chosen weights), `tuning` (the curves),
@@ -135,7 +138,7 @@ def run_composed(
     test = [c for c in cases if not is_dev_query(c.id)]
     if not dev or not test:
         raise CIRError(f"{name}: need queries in both halves (got {len(dev)} dev, {len(test)} test)")
-    dev = dev[:tune_subset]
+    dev, test = dev[:tune_subset], test[:test_subset]
     dev_prepared = prepare_cases(client, index, encoder, dev, TUNING_K, f"{name} dev")
     dev_relevant = [c.relevant for c in dev]
 

@@ -27,7 +27,7 @@ def _png(scene: Any, size: int) -> bytes:
 
 
 def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_distractors: int = 2000,
-        tune_subset: int = 200, image_size: int = 64) -> dict:
+        tune_subset: int = 200, test_subset: int | None = None, image_size: int = 64) -> dict:
     """Generate, index and evaluate the scenes benchmark of `seed` (seeds < 1000 are never trained on)."""
     from ..datasets.scenes import generate_catalog, generate_queries
     from ..ingest import Record
@@ -55,7 +55,7 @@ def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_di
         for q in queries
     ]
     result = run_composed(client, index, encoder, cases, name=f"scenes (seed {seed})", strategies=STRATEGIES,
-                          tune_subset=tune_subset)
+                          tune_subset=tune_subset, test_subset=test_subset)
     result["gallery"] = len(blobs)
     result["notes"] = [
         f"gallery: {len(blobs)} rendered scenes ({image_size}px) indexed without captions",
