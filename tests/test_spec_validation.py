@@ -246,3 +246,21 @@ def test_non_object_bodies_and_unknown_kinds(spec):
     rejects("bulk", {"index": {}}, spec, "list of action/source lines")
     with pytest.raises(ValueError, match="unknown request kind"):
         validate_request("cat.indices", {})
+
+
+def test_lower_and_upper_bounds(spec):
+    bounds = dsl.normalization_pipeline(
+        weights=[0.5, 0.5],
+        lower_bounds=[{"mode": "apply", "min_score": 0.1}, {"mode": "clip", "min_score": 0.0}],
+        upper_bounds=[{"mode": "apply", "max_score": 1.0}, {"mode": "ignore"}],
+    )
+    normalization = bounds["phase_results_processors"][0]["normalization-processor"]["normalization"]
+    assert normalization["parameters"]["lower_bounds"][0] == {"mode": "apply", "min_score": 0.1}
+    body = {"size": 10, "query": {"hybrid": {"queries": [_knn(), _knn()]}}}
+    check("search", body, spec, pipeline=bounds)
+    three = {"size": 10, "query": {"hybrid": {"queries": [_knn()] * 3}}}
+    rejects("search", three, spec, "2 bounds for 3 hybrid sub-queries", pipeline=bounds)
+    l2 = dsl.normalization_pipeline("l2", lower_bounds=[{"mode": "apply", "min_score": 0.1}])
+    rejects("search_pipeline.put", l2, spec, "bounds work only with min_max")
+    bad = dsl.normalization_pipeline(lower_bounds=[{"mode": "floor", "min_score": 20_000}])
+    rejects("search_pipeline.put", bad, spec, "'floor' is not one of", "min_score: must be a number in [-10000, 10000]")

@@ -37,9 +37,15 @@ def normalization_pipeline(
     combination: str = "arithmetic_mean",
     weights: Sequence[float] | None = None,
     *,
+    lower_bounds: Sequence[dict] | None = None,
+    upper_bounds: Sequence[dict] | None = None,
     description: str | None = None,
 ) -> dict:
-    """A `normalization-processor` pipeline body; `weights` (one per sub-query) are optional."""
+    """A `normalization-processor` pipeline body; `weights` (one per sub-query) are optional.
+
+    lower_bounds / upper_bounds (min_max only, OpenSearch 3.0+ / 3.2+): one per sub-query,
+    `{"mode": "apply"|"clip"|"ignore", "min_score": x}` / `{"mode": ..., "max_score": x}`.
+    """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if combination not in COMBINATIONS:
@@ -47,7 +53,11 @@ def normalization_pipeline(
     combination_body: dict = {"technique": combination}
     if weights is not None:
         combination_body["parameters"] = {"weights": [float(w) for w in weights]}
-    processor = {"normalization": {"technique": normalization}, "combination": combination_body}
+    normalization_body: dict = {"technique": normalization}
+    bounds = {"lower_bounds": lower_bounds, "upper_bounds": upper_bounds}
+    if any(value is not None for value in bounds.values()):
+        normalization_body["parameters"] = {key: list(value) for key, value in bounds.items() if value is not None}
+    processor = {"normalization": normalization_body, "combination": combination_body}
     return {
         "description": description or f"opensearch-cir: {normalization} + {combination}",
         "phase_results_processors": [{"normalization-processor": processor}],

@@ -6,7 +6,8 @@
 `referencing`; files are loaded on first use and cached), then applies the rules the spec misses:
 at most 5 hybrid sub-queries, hybrid only at the top level, weights in [0, 1] summing to 1 ± 0.01
 and one per sub-query, known k-NN space types and engines, k in 1..10000, dimension ≤ 16000,
-rank_constant in 1..10000, z_score only with arithmetic_mean... Failures raise
+rank_constant in 1..10000, z_score only with arithmetic_mean, lower/upper bounds only with min_max
+and one per sub-query... Failures raise
 `BodyValidationError` naming the path of the offending value.
 
 The spec is found at `$CIR_OPENSEARCH_API_SPEC`, else `../shared/opensearch-api-spec` beside the
@@ -49,6 +50,8 @@ MAX_K = 10_000
 MAX_HYBRID_QUERIES = 5
 MAX_RANK_CONSTANT = 10_000
 WEIGHT_SUM_TOLERANCE = 0.01
+BOUND_MODES = ("apply", "clip", "ignore")
+MAX_BOUND_SCORE = 10_000
 
 _SPEC_ENV = "CIR_OPENSEARCH_API_SPEC"
 _DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "shared" / "opensearch-api-spec"
@@ -165,6 +168,24 @@ def _check_weights(weights: Any, path: str, expected: int | None = None) -> Iter
         yield f"{path}: {len(weights)} weights for {expected} hybrid sub-queries (need one per sub-query)"
 
 
+def _check_bounds(bounds: Any, path: str, score_key: str, expected: int | None) -> Iterator[str]:
+    """min_max lower_bounds (3.0+) / upper_bounds (3.2+): [{mode: apply|clip|ignore, min_score|max_score}]."""
+    if not isinstance(bounds, list) or not 1 <= len(bounds) <= MAX_HYBRID_QUERIES:
+        yield f"{path}: must be a list of 1..{MAX_HYBRID_QUERIES} bounds"
+        return
+    for index, bound in enumerate(bounds):
+        if not isinstance(bound, dict):
+            yield f"{path}[{index}]: each bound must be an object"
+            continue
+        if bound.get("mode", "apply") not in BOUND_MODES:
+            yield f"{path}[{index}].mode: {bound.get('mode')!r} is not one of {BOUND_MODES}"
+        score = bound.get(score_key)
+        if score is not None and not (_is_number(score) and -MAX_BOUND_SCORE <= score <= MAX_BOUND_SCORE):
+            yield f"{path}[{index}].{score_key}: must be a number in [-{MAX_BOUND_SCORE}, {MAX_BOUND_SCORE}]"
+    if expected is not None and len(bounds) != expected:
+        yield f"{path}: {len(bounds)} bounds for {expected} hybrid sub-queries (need one per sub-query)"
+
+
 def _check_vector_query(clause: Any, path: str, name: str) -> Iterator[str]:
     if not isinstance(clause, dict) or len(clause) != 1:
         yield f"{path}: a {name} query names exactly one field"
@@ -265,6 +286,12 @@ def _search_pipeline_errors(body: Any, sub_queries: int | None = None) -> Iterat
                 yield f"{path}.combination.technique: {combine!r} is not one of {COMBINATIONS}"
             if technique == "z_score" and combine != "arithmetic_mean":
                 yield f"{path}: z_score normalisation works only with arithmetic_mean (got {combine})"
+            parameters = (config.get("normalization") or {}).get("parameters") or {}
+            for key, score_key in (("lower_bounds", "min_score"), ("upper_bounds", "max_score")):
+                if key in parameters:
+                    if technique != "min_max":
+                        yield f"{path}.normalization.parameters.{key}: bounds work only with min_max"
+                    yield from _check_bounds(parameters[key], f"{path}.normalization.parameters.{key}", score_key, sub_queries)
             weights = (combination.get("parameters") or {}).get("weights")
             if weights is not None:
                 yield from _check_weights(weights, f"{path}.combination.parameters.weights", sub_queries)
