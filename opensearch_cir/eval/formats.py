@@ -108,7 +108,8 @@ def _circo_metrics(rankings: list[list[str]], cases: list[Case]) -> dict[str, fl
     return {f"map@{k}": metrics.map_at_k(rankings, [c.relevant for c in cases], k) for k in (5, 10, 25, 50)}
 
 
-def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: str, tune_subset: int = 200) -> dict:
+def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: str, tune_subset: int = 200,
+                  test_subset: int | None = None) -> dict:
     """Index the gallery and evaluate (tuned on half of the queries, reported on the other half)."""
     from ..ingest import Record
 
@@ -138,7 +139,8 @@ def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: 
     return result
 
 
-def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200) -> dict:
+def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200,
+                  test_subset: int | None = None) -> dict:
     """All three categories, each over its own gallery; `strategies` holds the category average."""
     per_category = {c: run_benchmark(load_fashioniq(root, c, split), client, encoder, protocol="fashioniq",
                                      tune_subset=tune_subset, test_subset=test_subset) for c in FASHIONIQ_CATEGORIES}
