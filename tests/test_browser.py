@@ -143,3 +143,12 @@ def test_api_key_entered_on_the_page(page, locked_server_url):
     page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
                            ".every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)")
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+
+
+def test_openapi_docs_render_offline(page, server_url):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(server_url + "/docs")
+    page.wait_for_selector(".opblock")
+    assert page.locator(".opblock").count() >= 5
+    assert all(url.startswith(server_url) for url in requests), "no CDN: everything from the service"

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, Security, UploadFile
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
         version=__version__,
         description="Composed image retrieval: search with a reference image plus a modification text, "
         "on OpenSearch or the embedded engine. The web page is at `/`.",
+        docs_url=None,  # served below from packaged assets, so the docs work offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.backend = backend
@@ -54,7 +57,23 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
     require_key = _api_key_dependency(settings)
     _add_routes(app, backend, require_key)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_docs(app)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with the assets of the `fastapi-swagger` package (no CDN)."""
+    from importlib import resources
+
+    assets = resources.files("fastapi_swagger") / "resources"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 def _api_key_dependency(settings: Settings):
