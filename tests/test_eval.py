@@ -189,7 +189,7 @@ def test_cirr_format(tmp_path, encoder, client):
     (tmp_path / "cirr" / "captions" / "cap.rc2.val.json").write_text(json.dumps(captions))
     benchmark = formats.load_cirr(tmp_path, "val")
     assert len(benchmark.gallery) == 12 and benchmark.queries[0]["subset"] == names[1:6]
-    result = formats.run_benchmark(benchmark, client, encoder, protocol="cirr", tune_subset=4)
+    result = formats.run("cirr", tmp_path, client, encoder, split="val", tune_subset=4)
     _check_composed(result, formats.STRATEGIES)
     for values in result["strategies"].values():
         assert values["recall_subset@1"] <= values["recall_subset@2"] <= values["recall_subset@3"] <= 1
@@ -230,3 +230,5 @@ def test_missing_annotations_are_clear_errors(tmp_path):
 
     with pytest.raises(InputError, match="missing annotation file"):
         formats.load_cirr(tmp_path)
+    with pytest.raises(InputError, match="unknown benchmark format"):
+        formats.run("cifar", tmp_path, None, None)

@@ -91,48 +91,27 @@ def scenes(
                                            tune_subset=tune_queries, test_subset=test_queries or None))
 
 
-@eval_app.command("cirr")
-def cirr(
-    data: Path = typer.Option(..., "--data", help="CIRR root (cirr/captions, cirr/image_splits, images)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
-    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
-) -> None:
-    """CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3."""
-    from ..eval import formats
+def _official_command(protocol: str, layout: str, summary: str) -> None:
+    """Register `cir eval PROTOCOL` for a data set in its official format (see `eval.formats`)."""
 
-    _run(f"cirr-{split}", out, engine_dir, model, as_json,
-         lambda client, encoder: formats.run_benchmark(formats.load_cirr(data, split), client, encoder,
-                                                       protocol="cirr", tune_subset=tune_queries,
-                                                       test_subset=test_queries or None))
+    def command(
+        data: Path = typer.Option(..., "--data", help=f"Data set root ({layout})."),
+        split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
+        out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+    ) -> None:
+        from ..eval import formats
 
+        _run(f"{protocol}-{split}", out, engine_dir, model, as_json,
+             lambda client, encoder: formats.run(protocol, data, client, encoder, split=split,
+                                                 tune_subset=tune_queries, test_subset=test_queries or None))
 
-@eval_app.command("fashioniq")
-def fashioniq(
-    data: Path = typer.Option(..., "--data", help="FashionIQ root (captions, image_splits, images)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
-    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
-) -> None:
-    """FashionIQ: Recall@10/50 per category and averaged."""
-    from ..eval import formats
-
-    _run(f"fashioniq-{split}", out, engine_dir, model, as_json,
-         lambda client, encoder: formats.run_fashioniq(data, client, encoder, split=split, tune_subset=tune_queries,
-                                                        test_subset=test_queries or None))
+    command.__doc__ = summary
+    eval_app.command(protocol)(command)
 
 
-@eval_app.command("circo")
-def circo(
-    data: Path = typer.Option(..., "--data", help="CIRCO root (annotations, COCO2017_unlabeled/unlabeled2017)."),
-    split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
-    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
-) -> None:
-    """CIRCO: mAP@5/10/25/50."""
-    from ..eval import formats
-
-    _run(f"circo-{split}", out, engine_dir, model, as_json,
-         lambda client, encoder: formats.run_benchmark(formats.load_circo(data, split), client, encoder,
-                                                       protocol="circo", tune_subset=tune_queries,
-                                                       test_subset=test_queries or None))
+_official_command("cirr", "cirr/captions, cirr/image_splits, images", "CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3.")
+_official_command("fashioniq", "captions, image_splits, images", "FashionIQ: Recall@10/50 per category and averaged.")
+_official_command("circo", "annotations, COCO2017_unlabeled/unlabeled2017", "CIRCO: mAP@5/10/25/50.")
 
 
 def register(app: typer.Typer) -> None:

@@ -153,3 +153,15 @@ def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "
             "groups": {c: r["strategies"] for c, r in per_category.items()},
             "tuned": {c: r["tuned"] for c, r in per_category.items()},
             "queries": {c: r["queries"] for c, r in per_category.items()}}
+
+
+def run(protocol: str, root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200,
+        test_subset: int | None = None) -> dict:
+    """Load and evaluate `protocol` (cirr, fashioniq or circo) from `root`."""
+    if protocol == "fashioniq":
+        return run_fashioniq(root, client, encoder, split=split, tune_subset=tune_subset, test_subset=test_subset)
+    loaders = {"cirr": load_cirr, "circo": load_circo}
+    if protocol not in loaders:
+        raise InputError(f"unknown benchmark format {protocol!r} (cirr, fashioniq or circo)")
+    return run_benchmark(loaders[protocol](root, split), client, encoder, protocol=protocol,
+                         tune_subset=tune_subset, test_subset=test_subset)
