@@ -227,3 +227,24 @@ def test_cli_export_and_list(hf_clip, tmp_path, monkeypatch):
     assert "tiny-clip" in listing.output and "24" in listing.output and str(hf_clip) in listing.output
     bad = runner.invoke(app, ["models", "export", str(hf_clip), "--precision", "int4"])
     assert bad.exit_code != 0 and "int4" in bad.output
+
+
+def test_cli_export_without_extras_says_what_to_install(hf_clip, tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from opensearch_cir.cli import app
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if the [export] extra were not installed
+    result = CliRunner().invoke(app, ["models", "export", str(hf_clip), "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "pip install 'opensearch-cir[export]'" in result.output
+
+
+def test_open_clip_native_checkpoint_is_refused_clearly(tmp_path):
+    from opensearch_cir.errors import CIRError
+
+    (tmp_path / "open_clip_config.json").write_text("{}")
+    with pytest.raises(CIRError, match="OpenCLIP-native"):
+        export_hf(tmp_path, tmp_path / "out")

@@ -246,6 +246,10 @@ def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str]
         raise CIRError(f"exporting models needs transformers: {EXPORT_EXTRA_HINT}") from exc
 
     source = str(source)
+    local = Path(source)
+    if local.is_dir() and (local / "open_clip_config.json").is_file() and not (local / "config.json").is_file():
+        raise CIRError(f"{source} is an OpenCLIP-native checkpoint; export its Hugging Face-format release "
+                       "(config.json + CLIPModel weights, which most laion/* repositories include) instead")
     config = AutoConfig.from_pretrained(source)
     family = config.model_type
     if family not in ("clip", "siglip"):

@@ -56,9 +56,12 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     if isinstance(source, Image.Image):
         image = source
         _check_pixels(image, max_pixels, name)
+        try:
+            image.load()  # a lazily opened PIL image may still be truncated
+        except _DECODE_ERRORS as exc:
+            raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc
     else:
-        data = _read_bytes(source, name)
-        image = _decode(data, max_pixels, name)
+        image = _decode(read_image_bytes(source), max_pixels, name)
     try:
         image = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS:
@@ -66,7 +69,9 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     return to_rgb(image)
 
 
-def _read_bytes(source: ImageSource, name: str) -> bytes:
+def read_image_bytes(source: str | os.PathLike | bytes | bytearray | memoryview) -> bytes:
+    """The bytes of a path or byte string; ImageDecodeError when missing, unreadable or empty."""
+    name = describe_source(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
