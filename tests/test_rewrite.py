@@ -22,6 +22,8 @@ TITLE = "Puma Men's Toe Crusher Black T-shirt"
         ("for women", "Puma women Toe Crusher Black T-shirt"),
         ("the women's version", "Puma women Toe Crusher Black T-shirt"),
         ("for sports", "Puma Men's Toe Crusher Black T-shirt for sports"),
+        ("a sports version", "Puma Men's Toe Crusher Black T-shirt sports"),
+        ("for everyone, unisex", "Puma unisex Toe Crusher Black T-shirt for everyone"),
     ],
 )
 def test_rewrites_product_title(modification, expected):

@@ -83,6 +83,10 @@ def _apply(result: Rewrite, clause: str) -> None:
             handler(result, *[g.strip() for g in match.groups()])
             result.rules.append(name)
             return
+    if _COLOUR_RE.fullmatch(lowered) or lowered in GENDER_WORDS:  # a bare "red" or "unisex"
+        _change_to(result, lowered)
+        result.rules.append("change")
+        return
     result.text = f"{result.text} {clause}"
     result.rules.append("append")
 
@@ -109,6 +113,8 @@ def _remove(result: Rewrite, thing: str) -> None:
 def _change_to(result: Rewrite, new: str, otherwise: str = "article") -> None:
     """A target phrase without a named source: a colour, a gender, else a new head noun
     (`otherwise="article"`) or an appended qualifier (`otherwise="append"`)."""
+    if re.search(r"\s(?:version|style)$", new):  # "a sports version" qualifies, it names no new thing
+        otherwise = "append"
     new = _strip_trailer(new)
     if _COLOUR_RE.fullmatch(new):
         _colour(result, new)

@@ -69,7 +69,7 @@ def modification_text(attribute: str, old: str, new: str, rng: random.Random) ->
             return rng.choice(["a unisex version", "make it unisex", "for everyone, unisex"])
         return rng.choice([f"for {new}", f"make it for {new}", f"the {new}'s version"])
     new = new.lower()
-    return rng.choice([f"for {new}", f"a {new} version", f"something {new} instead", f"make it {new} wear"])
+    return rng.choice([f"for {new}", f"a {new} version", f"something {new} instead", f"suitable for {new} use"])
 
 
 def _attributes(product: Any) -> tuple:
