@@ -51,5 +51,12 @@ def test_replace_of_absent_word_still_applies_target():
     assert rewrite_caption("Adrika Green Earrings", "replace the silver with gold").text == "Adrika gold Earrings"
 
 
+def test_multi_word_nouns_replace_their_modifiers():
+    assert rewrite_caption("Franco Leone Men Black Formal Shoes", "change it to casual shoes").text == \
+        "Franco Leone Men Black casual shoes"
+    assert rewrite_caption("Nike Black sling Duffle Bags", "replace the duffel bag with a trolley bag").text == \
+        "Nike Black sling trolley bag"
+
+
 def test_is_colour():
     assert is_colour("Navy Blue") and not is_colour("shirt")

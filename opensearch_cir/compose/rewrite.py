@@ -176,8 +176,19 @@ def _article(result: Rewrite, noun: str) -> None:
     if head is None:
         result.text = f"{result.text} {noun}"
         return
-    words[head] = noun
+    start = head
+    modifiers = len(noun.split()) - 1
+    if modifiers and _same_noun(words[head], last):  # "Formal Shoes" -> "casual shoes": swap the modifiers too
+        start = max(0, head - modifiers)
+        while start < head and (_COLOUR_RE.fullmatch(words[start]) or words[start].lower() in GENDER_WORDS):
+            start += 1
+    words[start:head + 1] = [noun]
     result.text = " ".join(words)
+
+
+def _same_noun(word: str, other: str) -> bool:
+    """Equal up to case and a plural "s": "Bags" ~ "bag"."""
+    return word.lower().rstrip("s") == other.lower().rstrip("s")
 
 
 def _add(result: Rewrite, thing: str) -> None:
