@@ -95,7 +95,8 @@ def test_upload_modify_refine(page, server_url, catalog, tmp_path):
     page.screenshot(path=str(shots / "cir-page-results.png"), full_page=True)
     first_turn_ids = _result_ids(page)
 
-    # 2. click a result: it becomes the reference; refine with a new modification
+    # 2. click a result (changing one's mind once): it becomes the reference; refine with a new modification
+    cards.nth(0).click()
     chosen = cards.nth(1).get_attribute("data-id")
     cards.nth(1).click()
     assert "result:" in page.locator("#reference-caption").inner_text()
@@ -115,11 +116,23 @@ def test_upload_modify_refine(page, server_url, catalog, tmp_path):
                            " && document.querySelector('#history li input').value === 'add a small blue circle'")
     page.wait_for_selector("#results .card")
     page.screenshot(path=str(shots / "cir-page-refined.png"), full_page=True)
+    page.click("#start-over")
+    assert page.locator("#results .card").count() == 0 and page.locator("#reference-preview").is_hidden()
 
     # 4. bad input shows the service's message instead of results
+    page.fill("#text", "a red circle")
     page.fill("#filters", "no equals sign")
     page.click("#search")
     assert "field=value" in page.locator("#error").inner_text()
+    page.fill("#filters", "metadata.colours=red")
+    page.select_option("#strategy", "image_only")  # needs a reference image: the service says so
+    page.click("#search")
+    page.wait_for_function("document.getElementById('error').textContent.includes('needs a reference image')")
+    page.select_option("#strategy", "")
+    page.click("#search")
+    page.wait_for_selector("#results .card")
+    captions = page.locator("#results .card .caption").all_inner_texts()
+    assert captions and all("red" in caption for caption in captions), "the filter applies"
     assert not errors, errors
 
 

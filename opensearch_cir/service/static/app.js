@@ -156,11 +156,10 @@ function renderResults(results) {
 
 // Clicking a result: it becomes the reference of a new turn; the user types the next modification.
 function refineFrom(result) {
-  state.turns.push(newTurn({ kind: "doc", id: result.id, previewUrl: result.image_url,
-                             label: `result: ${result.caption || result.id}` }));
+  if (current().results) state.turns.push(newTurn(null));  // else: the pending turn just changes its reference
+  setReference({ kind: "doc", id: result.id, previewUrl: result.image_url, label: `result: ${result.caption || result.id}` });
   $("text").value = "";
   $("negative").value = "";
-  renderReference();
   renderHistory();
   $("text").focus();
   $("status").textContent = "Now type how the next results should differ from this one.";
@@ -237,6 +236,15 @@ function wire() {
     pickFile(event.dataTransfer.files[0]);
   });
   $("clear-reference").addEventListener("click", () => { setReference(null); $("file").value = ""; });
+  $("start-over").addEventListener("click", () => {
+    state.turns = [newTurn(null)];
+    $("file").value = $("text").value = $("negative").value = "";
+    $("results").replaceChildren();
+    $("status").textContent = "";
+    showError("");
+    renderReference();
+    renderHistory();
+  });
   $("search-form").addEventListener("submit", (event) => { event.preventDefault(); runCurrentTurn(); });
   $("api-key").value = state.apiKey;
   $("api-key").addEventListener("change", (event) => {
