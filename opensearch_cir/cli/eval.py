@@ -48,13 +48,14 @@ def flickr8k(
     data: Path = typer.Option(..., "--data", help="Folder with images-SPLIT.tar, captions-SPLIT.txt, split-SPLIT.txt."),
     split: str = typer.Option("dev", help="Any split name present in DATA."),
     limit: Optional[int] = typer.Option(None, help="Only the first N images of the split (quick runs)."),
+    depth: int = typer.Option(100, help="Results per query; a first hit deeper than this counts as a miss."),
     out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
 ) -> None:
     """Text→image and image→text Recall@1/5/10 and median rank."""
     from ..eval import flickr8k as bench
 
     _run(f"flickr8k-{split}", out, engine_dir, model, as_json,
-         lambda client, encoder: bench.run(data, client, encoder, split=split, limit=limit))
+         lambda client, encoder: bench.run(data, client, encoder, split=split, limit=limit, depth=depth))
 
 
 @eval_app.command("fashion")

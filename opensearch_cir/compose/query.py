@@ -230,8 +230,10 @@ class PreparedQuery:
             vector = S.with_negative(vector, self.negative, weights.negative)
         return vector
 
-    def render(self, strategy: str | None = None, weights: Weights | None = None, k: int | None = None) -> RenderedQuery:
-        """This query as DSL for `strategy` (default: the query's own) with `weights`."""
+    def render(self, strategy: str | None = None, weights: Weights | None = None, k: int | None = None,
+               *, source: bool = True) -> RenderedQuery:
+        """This query as DSL for `strategy` (default: the query's own) with `weights`;
+        `source=False` asks for ids and scores only (`"_source": false`, what evaluation needs)."""
         strategy = strategy or self.query.strategy
         weights = weights or self.query.weights
         k = int(k or self.query.k)
@@ -256,7 +258,10 @@ class PreparedQuery:
         named = [(name, clause, weight) for name, clause, weight in named if weight > 0]
         if not named:
             raise InputError(f"strategy {strategy!r} has nothing to search with for this query")
-        return _assemble(strategy, named, weights, k, candidates, self.query.filters, self.excluded_ids)
+        rendered = _assemble(strategy, named, weights, k, candidates, self.query.filters, self.excluded_ids)
+        if not source:
+            rendered.body["_source"] = False
+        return rendered
 
     def _hybrid_vector(self, weights: Weights) -> np.ndarray:
         """The hybrid's image_knn vector, degrading to what the query has (image, text or both)."""

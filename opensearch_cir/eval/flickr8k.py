@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import dsl
-from ..compose.query import CompositeQuery, search
+from ..compose.query import CompositeQuery, execute, prepare
 from ..errors import InputError
 from . import metrics
 from .harness import build_index, content_id
@@ -38,7 +38,7 @@ def caption_id(image_name: str, number: int) -> str:
     return hashlib.sha256(f"{image_name}#{number}".encode()).hexdigest()
 
 
-def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", depth: int = 1000,
+def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", depth: int = 100,
         limit: int | None = None) -> dict:
     """Index the split, run both directions; `depth` results per query bound the median rank;
     `limit` keeps only the first images of the split (quick runs)."""
@@ -60,8 +60,8 @@ def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", dept
     pairs = [(name, text) for name in doc_of for text in dataset.captions[name]]
     t2i_rankings, t2i_relevant = [], []
     for name, text in tqdm(pairs, desc="flickr8k text→image", unit="q", leave=False):
-        response = search(client, image_index, CompositeQuery(text=text, strategy="text_only", k=k), encoder)
-        t2i_rankings.append(response.ids)
+        prepared = prepare(client, image_index, CompositeQuery(text=text, strategy="text_only", k=k), encoder)
+        t2i_rankings.append([r.id for r in execute(client, image_index, prepared.render(source=False))])
         t2i_relevant.append({doc_of[name]})
 
     caption_index = f"cir-eval-flickr8k-{split}-{len(images)}-captions"
@@ -70,7 +70,8 @@ def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", dept
     i2t_rankings, i2t_relevant = [], []
     for name, doc_id in tqdm(doc_of.items(), desc="flickr8k image→text", unit="q", leave=False):
         vector = client.get(index=image_index, id=doc_id)["_source"]["image_vector"]
-        body = dsl.search_body(dsl.knn_clause("caption_vector", vector, k_captions), size=k_captions)
+        body = dsl.search_body(dsl.knn_clause("caption_vector", vector, k_captions), size=k_captions, source_excludes=None)
+        body["_source"] = False
         hits = client.search(index=caption_index, body=body)["hits"]["hits"]
         i2t_rankings.append([hit["_id"] for hit in hits])
         i2t_relevant.append({caption_id(name, i) for i in range(len(dataset.captions[name]))})

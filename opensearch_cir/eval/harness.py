@@ -83,7 +83,7 @@ def prepare_cases(client: Any, index: str, encoder: Any, cases: Sequence[Case], 
 
 def rank(client: Any, index: str, prepared: Sequence[PreparedQuery], strategy: str, weights: Weights, k: int) -> list[list[str]]:
     """The ranked ids of every prepared query under one strategy and its weights."""
-    return [[r.id for r in execute(client, index, p.render(strategy, weights, k))] for p in prepared]
+    return [[r.id for r in execute(client, index, p.render(strategy, weights, k, source=False))] for p in prepared]
 
 
 def composed_metrics(rankings: Sequence[Sequence[str]], relevants: Sequence[frozenset[str]]) -> dict[str, float]:

@@ -154,18 +154,22 @@ class Mapping:
                 return str(obj["dynamic"]).lower()
         return "true"
 
+    def _dynamic_allows(self, path: str) -> bool:
+        """Whether a new field at `path` gets mapped (raises for `dynamic: strict`)."""
+        dynamic = self.dynamic_for(path)
+        if dynamic == "strict":
+            raise EngineError(
+                f"mapping set to strict, dynamic introduction of [{path}] is not allowed", 400, "strict_dynamic_mapping_exception"
+            )
+        return dynamic != "false"
+
     def map_new_field(self, path: str, value: Any) -> FieldSpec | None:
         """Map an unseen leaf field like OpenSearch's dynamic mapping; returns None when not indexed.
 
         Unmatched strings become `keyword` (OpenSearch would make `text` + `.keyword`: a documented
         deviation, since the text index schema is fixed when the index is created).
         """
-        dynamic = self.dynamic_for(path)
-        if dynamic == "strict":
-            raise EngineError(
-                f"mapping set to strict, dynamic introduction of [{path}] is not allowed", 400, "strict_dynamic_mapping_exception"
-            )
-        if dynamic == "false":
+        if not self._dynamic_allows(path):
             return None
         match_type = (
             "boolean" if isinstance(value, bool)
@@ -191,12 +195,7 @@ class Mapping:
 
     def map_new_object(self, path: str) -> bool:
         """Record a dynamically introduced object; False when dynamic mapping does not index it."""
-        dynamic = self.dynamic_for(path)
-        if dynamic == "strict":
-            raise EngineError(
-                f"mapping set to strict, dynamic introduction of [{path}] is not allowed", 400, "strict_dynamic_mapping_exception"
-            )
-        if dynamic == "false":
+        if not self._dynamic_allows(path):
             return False
         self.objects[path] = {"type": "object"}
         self._record_in_raw(path, {"type": "object", "properties": {}})
