@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..admin import DEFAULT_INDEX
 from ..compose.query import STRATEGIES, CompositeQuery, Weights
-
-DEFAULT_INDEX = "cir-images"
 
 
 def search_command(
