@@ -232,3 +232,12 @@ def test_missing_annotations_are_clear_errors(tmp_path):
         formats.load_cirr(tmp_path)
     with pytest.raises(InputError, match="unknown benchmark format"):
         formats.run("cifar", tmp_path, None, None)
+
+
+def test_verdict_names_the_winner_and_checks_both_single_modalities():
+    from opensearch_cir.eval.report import verdict
+
+    rows = {"image_only": {"recall@10": 0.2}, "text_only": {"recall@10": 0.1}, "fusion": {"recall@10": 0.3}}
+    assert "**fusion**" in verdict(rows) and "beats both" in verdict(rows)
+    rows["fusion"]["recall@10"] = 0.15
+    assert "does NOT beat" in verdict(rows) and "**image_only**" in verdict(rows)

@@ -24,11 +24,29 @@ def _cell(column: str, value) -> str:
     return f"{100 * value:.1f}"
 
 
+SINGLE_MODALITIES = ("image_only", "text_only")
+
+
+def verdict(rows: dict[str, dict[str, float]], metric: str = "recall@10") -> str:
+    """One line: the best strategy, and whether the best composed one beats both single modalities."""
+    best = max(rows, key=lambda name: rows[name][metric])
+    line = f"Best {metric}: **{best}** ({100 * rows[best][metric]:.1f})."
+    composed = [name for name in rows if name not in SINGLE_MODALITIES]
+    if composed and all(name in rows for name in SINGLE_MODALITIES):
+        top = max(composed, key=lambda name: rows[name][metric])
+        singles = ", ".join(f"{name} {100 * rows[name][metric]:.1f}" for name in SINGLE_MODALITIES)
+        beats = all(rows[top][metric] > rows[name][metric] for name in SINGLE_MODALITIES)
+        line += (f" Best composed strategy {top} ({100 * rows[top][metric]:.1f}) "
+                 f"{'beats' if beats else 'does NOT beat'} both single modalities ({singles}).")
+    return line
+
+
 def render_markdown(result: dict) -> str:
     """The markdown report of one benchmark result (composed or flickr8k)."""
     title = result.get("benchmark", "benchmark")
     parts = [f"## {title}", ""]
     if "strategies" in result:
+        parts += [verdict(result["strategies"]), ""]
         queries = result.get("queries", {})
         parts += [f"Test half: {queries.get('test_overall', queries.get('test', '?'))} queries "
                   f"(parameters tuned on {queries.get('dev', '?')} dev queries). Recall and mAP in %.", "",
