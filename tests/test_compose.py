@@ -158,6 +158,14 @@ def test_composed_vectors_follow_the_formulas(prepared):
     assert caption_aware.weights == [0.75, 0.25] and set(caption_aware.sub_queries) == {"image_knn", "caption_knn"}
 
 
+def test_equal_texts_are_encoded_once_and_each_gets_its_vector(tiny_encoder):
+    # text == negative, and the rewrite of an empty caption with "red" is "red" too
+    prepared = prepare(_EmptyIndex(), "i", CompositeQuery(text="red", negative="red", caption="a blue car"), tiny_encoder)
+    red, rewritten = tiny_encoder.encode_texts(["red", "a red car"])
+    assert np.allclose(prepared.text, red, atol=1e-6) and np.allclose(prepared.negative, red, atol=1e-6)
+    assert np.allclose(prepared.rewritten, rewritten, atol=1e-6)
+
+
 def test_reference_exclusion_and_input_errors(tiny_encoder):
     class _Indexed(_EmptyIndex):
         def get(self, index, id):

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -369,8 +369,8 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         "caption_with_text": f"{caption} {text}" if caption and text else None,
         "rewritten": rewrite.text or None,
     }
-    wanted = [value for value in texts.values() if value is not None]
-    encoded = dict(zip(wanted, encoder.encode_texts(list(dict.fromkeys(wanted))))) if wanted else {}
+    unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
+    encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
     vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
     return PreparedQuery(
         query=query,
@@ -479,8 +479,3 @@ def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, expl
     rendered = prepared.render()
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)
-
-
-def with_strategy(query: CompositeQuery, strategy: str, **weights: Any) -> CompositeQuery:
-    """A copy of `query` with another strategy and some weights changed."""
-    return replace(query, strategy=strategy, weights=replace(query.weights, **weights))
