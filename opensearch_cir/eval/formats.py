@@ -152,7 +152,7 @@ def run_fashioniq(root: str | Path, client: Any, encoder: Any, *, split: str = "
     return {"benchmark": f"FashionIQ {split}", "strategies": average,
             "groups": {c: r["strategies"] for c, r in per_category.items()},
             "tuned": {c: r["tuned"] for c, r in per_category.items()},
-            "queries": {c: r["queries"] for c, r in per_category.items()}}
+            "queries": {key: sum(r["queries"][key] for r in per_category.values()) for key in ("dev", "test", "test_overall")}}
 
 
 def run(protocol: str, root: str | Path, client: Any, encoder: Any, *, split: str = "val", tune_subset: int = 200,
