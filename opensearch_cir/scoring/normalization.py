@@ -82,6 +82,13 @@ def min_max(
             out.append(scores)
             continue
         lo, hi = scores.min(), scores.max()
+        if not (low.enabled or high.enabled):  # the common case, vectorised
+            if hi == lo:
+                out.append(np.ones_like(scores))
+            else:
+                values = (scores - lo) / (hi - lo)
+                out.append(np.where(values == 0, MIN_NORMALIZED_SCORE, values).astype(np.float32))
+            continue
         normalized = np.empty_like(scores)
         for i, s in enumerate(scores):
             if hi == lo and hi == s:
