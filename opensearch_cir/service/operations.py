@@ -37,8 +37,8 @@ def compose_embedding(encoder: Any, *, text: str | None, image: Any) -> np.ndarr
     return weighted_fusion(image_vector, encoder.encode_texts([text])[0], EMBED_ALPHA)
 
 
-def parse_weights(values: dict | None) -> Weights:
-    """`Weights` from a JSON object; unknown names and wrong types are input errors."""
+def parse_weights(values: dict | None, max_candidates: int) -> Weights:
+    """`Weights` from a JSON object; unknown names, wrong types and too many candidates are input errors."""
     if not values:
         return Weights()
     known = {spec.name: spec for spec in dataclasses.fields(Weights)}
@@ -52,6 +52,8 @@ def parse_weights(values: dict | None) -> Weights:
             raise InputError(f"weights.{name}: expected a {'string' if kind == 'str' else kind}, got {value!r}")
         if kind != "str" and not np.isfinite(value):
             raise InputError(f"weights.{name}: must be a finite number")
+    if not 1 <= values.get("candidates", 1) <= max_candidates:
+        raise InputError(f"weights.candidates: must be in 1..{max_candidates} (CIR_MAX_CANDIDATES)")
     return Weights(**values)
 
 
@@ -79,7 +81,7 @@ def run_search(backend: Backend, query: dict, image_base: str) -> schemas.Search
         filters=check_filters(query["filters"]),
         k=query["k"],
         strategy=query["strategy"] or CompositeQuery.strategy,
-        weights=parse_weights(query["weights"]),
+        weights=parse_weights(query["weights"], backend.settings.max_candidates),
     )
     response = search(backend.client, backend.settings.index, composite, backend.encoder, explain=query["explain"])
     rendered = response.rendered

@@ -43,6 +43,8 @@ class Settings:
     max_images_per_query: int = 8
     max_ingest_items: int = 256
     max_k: int = 200
+    max_candidates: int = 1000
+    """Upper bound of `weights.candidates` (k of each k-NN sub-query and the hybrid depth)."""
     request_timeout_s: float = 30.0
     remote_fetch_timeout_s: float = 10.0
 
