@@ -123,3 +123,27 @@ def test_sigkill_mid_bulk_never_loses_acknowledged_batches(tmp_path):
     assert present_final == present_after | acked | {max(acked) + 1}  # durable though not acknowledged
     acked |= set(run_writer(root, max(present_final) + 1, "none", kill_after_acks=2))
     check_index(root, acked)
+
+
+def test_readers_see_whole_batches_while_a_writer_writes(tmp_path):
+    root = tmp_path / "db"
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), "0", "none"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        writer.stdout.readline()  # the index exists and holds one batch
+        reader = EmbeddedClient(root)
+        seen = set()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            before = reader.count(index="crash")["count"]
+            firsts = reader.search(index="crash", body={"query": {"match": {"caption": "item0"}}, "size": 0})["hits"]["total"]["value"]
+            after = reader.count(index="crash")["count"]
+            assert before % BATCH == 0 and after % BATCH == 0  # batches appear whole
+            assert before <= firsts * BATCH <= after  # the text view follows the same commits
+            seen.add(after)
+        assert len(seen) >= 2  # the reader followed the writer
+        reader.close()
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=60)
+    check_index(root, set())

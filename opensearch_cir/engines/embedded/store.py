@@ -114,8 +114,6 @@ class IndexStore:
         self._load_meta()
         self._reset_state()
         self.refresh()
-        if self.manifest["text"]["generation"] != self.generation:
-            self._repair_after_crash()
 
     def _repair_after_crash(self) -> None:
         """A writer died between its manifest and its text commit: if no writer holds the lock now,
@@ -125,6 +123,7 @@ class IndexStore:
         except EngineError:
             return  # a live writer owns the index and repairs it
         self.close()
+
     # --- creation and metadata -------------------------------------------------------------------
     def _create(self, settings: dict, mappings: dict) -> None:
         mapping = Mapping(mappings, settings)  # validates before anything is written
@@ -190,19 +189,28 @@ class IndexStore:
         return self.id_to_ord.get(doc_id)
 
     def refresh(self) -> bool:
-        """Catch up with the latest manifest (cheap when nothing changed). True when something did."""
+        """Catch up with the latest commit (cheap when nothing changed). True when the view moved.
+
+        The view is the longest prefix of the log whose text is committed too: while a live writer
+        is between its manifest and its text commit, readers keep the previous batch boundary, so
+        text, filters and vectors always agree. A lag left by a dead writer is repaired here.
+        """
         manifest = read_json(self.folder / "manifest.json")
         if manifest is None:
             raise EngineError(f"no such index [{self.name}]", 404, "index_not_found_exception")
-        if manifest["generation"] == self.generation:
+        if manifest["text"]["generation"] != manifest["generation"] and self._lock_fd is None:
+            self._repair_after_crash()
+            manifest = read_json(self.folder / "manifest.json")
+        self.manifest = manifest
+        view = manifest if manifest["text"]["generation"] == manifest["generation"] else manifest["text"]
+        if view["generation"] == self.generation:
             return False
         if manifest["meta_version"] != self.meta_version:
             self._load_meta()  # dynamic mapping added fields: only later records can use them
             for path, column in self.columns.items():
                 column.spec = self.mapping.fields[path]
-        self._replay(self.log_pos, manifest["log_bytes"])
-        self.generation = manifest["generation"]
-        self.manifest = manifest
+        self._replay(self.log_pos, view["log_bytes"])
+        self.generation = view["generation"]
         self._live_cache = None
         self._array_cache = {}
         self.text_index.reload()
@@ -380,7 +388,7 @@ class IndexStore:
         self._index_text(writer, [json.loads(line) for line in data.splitlines()])
         writer.commit()
         self._write_manifest(text_committed=True)
-        self.text_index.reload()
+        self.refresh()
 
     def _index_text(self, writer, records: list[dict]) -> None:
         """Apply log records to the text index, in order (a delete only hits earlier additions)."""
@@ -490,7 +498,7 @@ class IndexStore:
         text_before = dict(self.manifest["text"])
         new_log_bytes = self.manifest["log_bytes"] + sum(len(line) for line in lines)
         new_n_ords = self.manifest["n_ords"] + len(added)
-        self.manifest = self._manifest_body(self.generation + 1, new_log_bytes, new_n_ords, self.meta_version, text_before)
+        self.manifest = self._manifest_body(self.manifest["generation"] + 1, new_log_bytes, new_n_ords, self.meta_version, text_before)
         atomic_write_json(self.folder / "manifest.json", self.manifest)  # <- acknowledged
         writer = self._text_writer_handle()
         self._index_text(writer, [p.record for p in prepared])
