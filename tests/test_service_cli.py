@@ -30,6 +30,16 @@ def test_demo_indexes_scenes_and_prints_composed_queries(tiny_model_dir, tmp_pat
     assert again.exit_code == 0 and "indexed 0, skipped 24" in again.output
 
 
+def test_demo_on_a_folder_built_with_another_model_says_what_to_do(tiny_model_dir, tmp_path):
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    base = ["demo", "--n", "3", "--queries", "1", "--data-dir", str(tmp_path / "demo")]
+    assert runner.invoke(app, [*base, "--model", str(tiny_model_dir)]).exit_code == 0
+    other = build_tiny_model(tmp_path / "other", dim=16)
+    result = runner.invoke(app, [*base, "--model", str(other)])
+    assert result.exit_code == 2 and "delete it, or pass another --data-dir" in result.output
+
+
 def test_demo_without_a_model_says_what_to_do(tmp_path):
     result = runner.invoke(app, ["demo", "--model", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path)])
     assert result.exit_code == 2

@@ -89,7 +89,7 @@ def demo(
     from ..compose import CompositeQuery, search
     from ..encoders import load_encoder
     from ..engines import EMBEDDED_SCHEME, connect
-    from ..errors import CIRError
+    from ..errors import CIRError, IndexMismatchError
 
     engine_url = f"{EMBEDDED_SCHEME}{data_dir / 'engine'}"
     try:
@@ -106,6 +106,9 @@ def demo(
             found += _print_query(query, search(client, DEMO_INDEX, composite, encoder), catalog)
         typer.secho(f"\n{found} of {len(catalog.queries)} targets in the top 5 "
                     f"({composite.strategy} strategy, {len(catalog.records)} images)", bold=True)
+    except IndexMismatchError as exc:
+        raise fail(f"{exc}\n(the demo folder {data_dir} was built with another model: delete it, "
+                   "or pass another --data-dir)") from exc
     except CIRError as exc:
         raise fail(exc) from exc
     if serve:
