@@ -46,6 +46,23 @@ def test_demo_without_a_model_says_what_to_do(tmp_path):
     assert "no model at" in result.output and "cir models" in result.output
 
 
+def test_serve_builds_the_app_from_options_and_environment(tiny_model_dir, tmp_path, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    monkeypatch.setenv("CIR_MAX_K", "7")
+    result = runner.invoke(app, ["serve", "--model", str(tiny_model_dir), "--url", f"embedded://{tmp_path}",
+                                 "--index", "cir-x", "--port", "8123", "--api-key", "k"])
+    assert result.exit_code == 0, result.output
+    assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    settings = served["app"].state.settings
+    assert (settings.index, settings.max_k, settings.api_key) == ("cir-x", 7, "k")
+    health = TestClient(served["app"]).get("/health").json()
+    assert health["index"] == "cir-x" and health["model_id"] and health["index_exists"] is False
+
+
 def test_serve_refuses_a_missing_model_before_listening(tmp_path):
     result = runner.invoke(app, ["serve", "--model", str(tmp_path / "nowhere"), "--url", f"embedded://{tmp_path}"])
     assert result.exit_code == 2 and "no model at" in result.output
