@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import numpy as np
-import pytest
 
 from opensearch_cir.engines.embedded import EmbeddedClient
 

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
-from .query import Executor, Scored
+from .query import Executor
 from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
@@ -196,13 +196,13 @@ class EmbeddedClient:
         if set(body) - {"query"}:
             raise UnsupportedQueryError(f"count body key(s) {sorted(set(body) - {'query'})} are not supported by the embedded engine")
         with self._lock:
-            executor = self._executor(index)
+            executor = self._executor(self._store(index))
             query = body.get("query", {"match_all": {}})
             return {"count": int(executor.matches(query).sum()), "_shards": _shards()}
 
     # --- search ------------------------------------------------------------------------------------
-    def _executor(self, index: str) -> Executor:
-        return Executor(self._store(index), legacy_bm25=self.legacy_bm25, hnsw_threshold=self.hnsw_threshold)
+    def _executor(self, store: IndexStore) -> Executor:
+        return Executor(store, legacy_bm25=self.legacy_bm25, hnsw_threshold=self.hnsw_threshold)
 
     def search(self, index: str, body: dict | None = None, params: dict | None = None, **kwargs) -> dict:
         """Run a search body; `params={"search_pipeline": NAME}` selects the pipeline for hybrid queries."""
@@ -227,7 +227,7 @@ class EmbeddedClient:
         query = body.get("query", {"match_all": {}})
         with self._lock:
             store = self._store(index)
-            executor = Executor(store, legacy_bm25=self.legacy_bm25, hnsw_threshold=self.hnsw_threshold)
+            executor = self._executor(store)
             name = next(iter(query)) if isinstance(query, dict) and len(query) == 1 else None
             explain = bool(body.get("explain", False))
             if name == "hybrid":

@@ -156,7 +156,7 @@ class Executor:
             _, params, query = self._match_query(body)
             return query, float(params.get("boost", 1.0))
         field, params = _field_and_params("term", body, "value", {"case_insensitive"})
-        spec = self._spec(field, name)
+        spec = self._spec(field)
         if spec is None or spec.type != "text" or params.get("case_insensitive"):
             return None, 1.0
         return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
@@ -184,7 +184,7 @@ class Executor:
         return (scores.astype(np.float64) / LEGACY_BM25_FACTOR).astype(np.float32)
 
     # --- field helpers -----------------------------------------------------------------------------
-    def _spec(self, field: str, clause: str):
+    def _spec(self, field: str):
         return self.store.mapping.fields.get(field)
 
     def _column(self, field: str):
@@ -210,7 +210,7 @@ class Executor:
             raise EngineError(f"[{clause}] failed to parse [{value}] for field [{spec.path}] of type [{spec.type}]", 400, "query_shard_exception") from None
 
     def _value_mask(self, field: str, values: list, clause: str) -> np.ndarray:
-        spec = self._spec(field, clause)
+        spec = self._spec(field)
         column = self._column(field)
         mask = np.zeros(self.n, dtype=bool)
         if spec is None or column is None:
@@ -261,7 +261,7 @@ class Executor:
         if params.get("relation", "intersects").lower() != "intersects" or "format" in params:
             raise UnsupportedQueryError("[range] parameters format/relation are not supported by the embedded engine")
         bounds = {k: v for k, v in params.items() if k in ("gt", "gte", "lt", "lte") and v is not None}
-        spec, column = self._spec(field, "range"), self._column(field)
+        spec, column = self._spec(field), self._column(field)
         mask = np.zeros(self.n, dtype=bool)
         if spec is None or column is None:
             return mask
@@ -322,7 +322,7 @@ class Executor:
         if params.get("case_insensitive"):
             raise UnsupportedQueryError("[term] case_insensitive is not supported by the embedded engine")
         boost = float(params.get("boost", 1.0))
-        spec = self._spec(field, "term")
+        spec = self._spec(field)
         if spec is not None and spec.type == "text":
             hits = self._text_hits(self._text_term_query(field, str(params["value"])), restrict)
             return Scored(hits.ords, hits.scores * np.float32(boost))
@@ -345,7 +345,7 @@ class Executor:
         field, params, query = self._match_query(body)
         boost = float(params.get("boost", 1.0))
         if query is None:
-            spec = self._spec(field, "match")
+            spec = self._spec(field)
             if spec is None or spec.type == "text":
                 return Scored.empty()  # unmapped field, or no tokens left after analysis
             return self._query_term({field: {"value": params["query"], "boost": boost}}, restrict)
@@ -361,7 +361,7 @@ class Executor:
             raise EngineError(f"[match] unknown operator [{operator}]", 400, "parsing_exception")
         if params.get("zero_terms_query", "none") != "none":
             raise UnsupportedQueryError("[match] zero_terms_query other than none is not supported by the embedded engine")
-        spec = self._spec(field, "match")
+        spec = self._spec(field)
         if spec is None or spec.type != "text":
             if "minimum_should_match" in params:
                 raise UnsupportedQueryError("[match] minimum_should_match on a non-text field")
@@ -415,7 +415,7 @@ class Executor:
         for unsupported in ("rescore", "expand_nested_docs"):
             if unsupported in params:
                 raise UnsupportedQueryError(f"[knn] {unsupported} is not supported by the embedded engine")
-        spec = self._spec(field, "knn")
+        spec = self._spec(field)
         if spec is None or spec.type != "knn_vector":
             raise EngineError(f"field [{field}] is not a knn_vector field", 400, "query_shard_exception")
         modes = [key for key in ("k", "min_score", "max_distance") if params.get(key) is not None]

@@ -95,7 +95,6 @@ class Prepared:
 
     record: dict
     vectors: dict[str, np.ndarray]
-    text: dict[str, list[str]]
 
 
 class IndexStore:
@@ -424,7 +423,7 @@ class IndexStore:
         previous, version = batch.get(doc_id, (self.id_to_ord.get(doc_id), self.id_version.get(doc_id, 0)))
         version += 1
         if op == "delete":
-            return Prepared({"op": "delete", "id": doc_id, "version": version, "replaced": previous}, {}, {})
+            return Prepared({"op": "delete", "id": doc_id, "version": version, "replaced": previous}, {})
         if not isinstance(source, dict):
             raise EngineError("the document source must be a JSON object", 400, "mapper_parsing_exception")
         # a private copy (vectors popped before the JSON round trip that keeps only JSON values)
@@ -458,7 +457,7 @@ class IndexStore:
             "source": source,
             "vectors": sorted(vectors),
         }
-        return Prepared(record, vectors, {})
+        return Prepared(record, vectors)
 
     def _map_dynamic(self, node: dict, prefix: str) -> None:
         for key, value in node.items():
