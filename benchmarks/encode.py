@@ -45,21 +45,24 @@ def synthetic_jpegs(count: int, size=(640, 480), seed: int = 0) -> list[bytes]:
     return images
 
 
-def measure(runs: dict[str, tuple[callable, int]], seconds: float, rounds: int = 3) -> dict[str, float]:
-    """Items/s of each `run()` (items per call given), best of `rounds` interleaved windows.
+def measure(runs: dict[str, tuple[callable, int]], seconds: float, rounds: int = 5) -> dict[str, tuple[float, float]]:
+    """(items per wall second, items per process-CPU second) of each `run()`, best of interleaved rounds.
 
-    Interleaving and keeping the best window make the ratios robust to other load on a shared machine.
+    Interleaving and keeping each runtime's best round make ratios robust to other load on a shared
+    machine; the CPU-time rate (all threads of this process) shows the work per item regardless of load.
     """
-    best = dict.fromkeys(runs, 0.0)
+    best = {name: (0.0, 0.0) for name in runs}
     for run, _ in runs.values():
         run()  # warm-up
     for _ in range(rounds):
         for name, (run, items) in runs.items():
-            calls, start = 0, time.perf_counter()
-            while calls < 2 or time.perf_counter() - start < seconds / rounds:
+            calls, wall, cpu = 0, time.perf_counter(), time.process_time()
+            while calls < 2 or time.perf_counter() - wall < seconds / rounds:
                 run()
                 calls += 1
-            best[name] = max(best[name], calls * items / (time.perf_counter() - start))
+            wall_rate = calls * items / (time.perf_counter() - wall)
+            cpu_rate = calls * items / max(time.process_time() - cpu, 1e-9)
+            best[name] = (max(best[name][0], wall_rate), max(best[name][1], cpu_rate))
     return best
 
 
@@ -67,31 +70,33 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b, axis=1).min())
 
 
-def export_random_vit_b32(out_dir: Path):
-    """Random-weight ViT-B/32 CLIP in HF format, exported fp32 + int8; returns (torch model, folder)."""
+def export_random_vit_b32(work_dir: Path):
+    """Random-weight ViT-B/32 CLIP in HF format, exported fp32 + int8 (reused when `work_dir` has them)."""
     import torch
     import transformers
 
     from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files
     from opensearch_cir.encoders.export import export_hf
 
-    hf_dir = out_dir / "hf"
-    write_clip_bpe_files(hf_dir)
-    transformers.CLIPTokenizer.from_pretrained(hf_dir).save_pretrained(hf_dir)
-    torch.manual_seed(0)
-    model = transformers.CLIPModel(transformers.CLIPConfig()).eval()
-    model.save_pretrained(hf_dir)
-    transformers.CLIPImageProcessorPil().save_pretrained(hf_dir)
-    started = time.perf_counter()
-    export_hf(hf_dir, out_dir / "onnx", precisions=["fp32", "int8"], model_id="vit-b-32-random")
-    print(f"export (fp32 + int8 candidates): {time.perf_counter() - started:.0f} s")
-    return model, out_dir / "onnx"
+    hf_dir, onnx_dir = work_dir / "hf", work_dir / "onnx"
+    if not (hf_dir / "config.json").is_file():
+        write_clip_bpe_files(hf_dir)
+        transformers.CLIPTokenizer.from_pretrained(hf_dir).save_pretrained(hf_dir)
+        torch.manual_seed(0)
+        transformers.CLIPModel(transformers.CLIPConfig()).save_pretrained(hf_dir)
+        transformers.CLIPImageProcessorPil().save_pretrained(hf_dir)
+    if not (onnx_dir / "manifest.json").is_file():
+        started = time.perf_counter()
+        export_hf(hf_dir, onnx_dir, precisions=["fp32", "int8"], model_id="vit-b-32-random")
+        print(f"export (fp32 + int8 candidates): {time.perf_counter() - started:.0f} s")
+    return transformers.CLIPModel.from_pretrained(hf_dir).eval(), onnx_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="exported model folder (default: random ViT-B/32)")
     parser.add_argument("--images", type=Path, help="folder of JPEG/PNG files for preprocessing and cosine")
+    parser.add_argument("--work-dir", type=Path, help="keep (and reuse) the random ViT-B/32 export here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=6.0, help="timing window per runtime (3 interleaved rounds)")
@@ -107,7 +112,7 @@ def main() -> None:
         torch_model = None
         model_dir = args.model
         if model_dir is None:
-            torch_model, model_dir = export_random_vit_b32(Path(scratch))
+            torch_model, model_dir = export_random_vit_b32(args.work_dir or Path(scratch))
         encoders = {"onnxruntime fp32": load_encoder(model_dir, device="cpu", threads=args.threads, batch_size=args.batch)}
         if "int8" in encoders["onnxruntime fp32"].manifest.variants:
             encoders["onnxruntime int8"] = load_encoder(model_dir, device="cpu", precision="int8", threads=args.threads,
@@ -141,17 +146,21 @@ def main() -> None:
             image_runs[name] = (lambda encoder=encoder: encoder.encode_pixels(pixels), args.batch)
             text_runs[name] = (lambda encoder=encoder: encoder.encode_texts(texts), args.batch)
         decode = {"decode": (lambda: [preprocess(load_image(data)) for data in image_bytes], len(image_bytes))}
-        decode_rate = measure(decode, args.seconds)["decode"]
+        decode_rate = measure(decode, args.seconds)["decode"][0]
         image_rates, text_rates = measure(image_runs, args.seconds), measure(text_runs, args.seconds)
-        rates = {name: (image_rates[name], text_rates[name]) for name in image_rates}
 
-        baseline = rates.get("pytorch eager fp32")
-        print(f"\n{'runtime':<22}{'images/s':>10}{'texts/s':>10}{'img ratio':>11}{'txt ratio':>11}")
-        for name, (image_rate, text_rate) in rates.items():
-            ratios = (f"{image_rate / baseline[0]:>10.2f}x{text_rate / baseline[1]:>10.2f}x" if baseline else "")
-            print(f"{name:<22}{image_rate:>10.1f}{text_rate:>10.1f}{ratios}")
+        baseline = ("pytorch eager fp32" in image_rates) and (image_rates["pytorch eager fp32"], text_rates["pytorch eager fp32"])
+        print(f"\n{'runtime':<20}{'images/s':>9}{'texts/s':>9}{'img ratio':>10}{'txt ratio':>10}"
+              f"{'img/cpu-s':>11}{'txt/cpu-s':>11}{'img ratio':>10}{'txt ratio':>10}")
+        for name in image_rates:
+            (image_wall, image_cpu), (text_wall, text_cpu) = image_rates[name], text_rates[name]
+            line = f"{name:<20}{image_wall:>9.1f}{text_wall:>9.1f}"
+            line += f"{image_wall / baseline[0][0]:>9.2f}x{text_wall / baseline[1][0]:>9.2f}x" if baseline else " " * 20
+            line += f"{image_cpu:>11.1f}{text_cpu:>11.1f}"
+            line += f"{image_cpu / baseline[0][1]:>9.2f}x{text_cpu / baseline[1][1]:>9.2f}x" if baseline else ""
+            print(line)
         print(f"\nJPEG decode + preprocess ({len(image_bytes)} images, 1 thread): {decode_rate:.1f} images/s")
-        fastest = max(rate[0] for name, rate in rates.items() if name.startswith("onnxruntime"))
+        fastest = max(rate[0] for name, rate in image_rates.items() if name.startswith("onnxruntime"))
         print(f"  = {decode_rate / fastest:.2f}x the fastest ONNX image encoding rate "
               f"({'not a bottleneck' if decode_rate > fastest else 'a bottleneck: decode in more worker threads'})")
 

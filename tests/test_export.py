@@ -188,6 +188,7 @@ def test_manifest_records_preprocessing_and_tokenizer(exported, hf_clip):
     assert clip.text.kind == "clip_bpe" and clip.text.context_length == 77
     assert clip.text.pad_id == json.loads((hf_clip / "vocab.json").read_text())["<|endoftext|>"]
     assert clip.source == str(hf_clip) and set(clip.sha256) == clip.files()
+    assert clip.extra["fused"]["image"]["Attention"] == 2  # ONNX Runtime attention fusion, parity-checked
     siglip = Manifest.load(exported["siglip"], verify=True)
     assert (siglip.image.resize, siglip.image.mean, siglip.text.pad_to_context) == ("squash", [0.5] * 3, True)
     assert siglip.text.kind == "sentencepiece" and siglip.text.context_length == 16

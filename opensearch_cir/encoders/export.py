@@ -13,7 +13,7 @@ import shutil
 import string
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,16 +58,19 @@ def export_towers(
     opset: int = 17,
     calibration_images: np.ndarray | None = None,
     fuse: bool = True,
+    attention_shapes: Mapping[str, tuple[int, int]] | None = None,
 ) -> Manifest:
     """Export two towers to an ONNX model folder and return its saved manifest.
 
     image_tower(pixel_values float[N,3,H,W]) and text_tower(input_ids int64[N,L], attention_mask
     int64[N,L]) must return L2-normalised float[N,D]. fp32 is always written; `fp16` adds a
-    half-precision copy for GPUs (float32 inputs/outputs kept), `int8` the quantisation
-    (dynamic, per-tensor or per-channel; static too when `calibration_images` (preprocessed
-    pixels) are given) whose embeddings are closest to fp32 on probe inputs. With `fuse`, ONNX
+    half-precision copy for GPUs (float32 inputs/outputs kept), `int8` a quantised copy: several
+    dynamic settings (and static QDQ when `calibration_images`, preprocessed pixels, are given)
+    are compared on probe inputs and the fastest within INT8_TOLERANCE of the best mean cosine to
+    fp32 is kept (the scores are recorded in `manifest.extra["int8"]`). With `fuse`, ONNX
     Runtime's transformer fusions (attention, skip-LayerNorm, QuickGelu) are applied to the fp32
-    graphs when they keep the outputs within 1e-5 (the fused graphs need ONNX Runtime to run).
+    graphs when they keep the outputs within 1e-5 (the fused graphs need ONNX Runtime to run);
+    attention is only fused when `attention_shapes` gives each tower's (heads, hidden size).
     """
     torch = _require_torch()
     unknown = set(precisions) - set(PRECISIONS)
@@ -85,7 +88,9 @@ def export_towers(
     _torch_export(torch, image_tower, probes["image"], out_dir / "image.onnx", opset)
     _torch_export(torch, text_tower, probes["text"], out_dir / "text.onnx", opset)
     variants = {"fp32": {"image": "image.onnx", "text": "text.onnx"}}
-    extra: dict = {"fused": {tower: fuse and _fuse(out_dir / f"{tower}.onnx", probes[tower]) for tower in ("image", "text")}}
+    shapes = attention_shapes or {}
+    extra: dict = {"fused": {tower: fuse and _fuse(out_dir / f"{tower}.onnx", probes[tower], *shapes.get(tower, (0, 0)))
+                             for tower in ("image", "text")}}
     if "fp16" in precisions:
         variants["fp16"] = {tower: _convert_fp16(out_dir, tower) for tower in ("image", "text")}
     if "int8" in precisions:
@@ -111,25 +116,29 @@ def _torch_export(torch, tower, inputs: dict[str, np.ndarray], path: Path, opset
                       dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
-def _fuse(path: Path, probe: dict[str, np.ndarray]) -> bool:
-    """Replace the graph at `path` by its ONNX Runtime transformer-fused version if outputs stay within 1e-5."""
-    import onnx
+def _fuse(path: Path, probe: dict[str, np.ndarray], num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Replace the graph at `path` by its ONNX Runtime transformer-fused version if outputs stay within 1e-5.
+
+    Returns the fused operator counts ({} when nothing was fused or the fusion was rejected).
+    """
     from onnxruntime.transformers.optimizer import optimize_model
 
     fused_path = path.with_suffix(".fused.onnx")
     try:
-        fused = optimize_model(str(path), model_type="clip", num_heads=0, hidden_size=0, opt_level=0)
+        fused = optimize_model(str(path), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
+        counts = {op: count for op, count in fused.get_fused_operator_statistics().items() if count}
         fused.save_model_to_file(str(fused_path))
         difference = float(np.abs(_run_graph(fused_path, probe) - _run_graph(path, probe)).max())
     except Exception as exc:  # noqa: BLE001 - fusion is an optimisation; any failure keeps the plain graph
         logger.info("transformer fusion skipped for %s: %s", path.name, exc)
         fused_path.unlink(missing_ok=True)
-        return False
-    if difference > 1e-5 or not any(n.domain == "com.microsoft" for n in onnx.load(fused_path).graph.node):
+        return {}
+    if difference > 1e-5 or not counts:
+        logger.info("transformer fusion rejected for %s (max difference %.2g)", path.name, difference)
         fused_path.unlink()
-        return False
+        return {}
     fused_path.replace(path)
-    return True
+    return counts
 
 
 def _probe_inputs(image_spec: ImageSpec, text_spec: TextSpec, out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -274,6 +283,8 @@ def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str]
             out_dir=out_dir, image_spec=image_spec, text_spec=text_spec, tokenizer_file=tokenizer_file,
             model_id=model_id or Path(source.rstrip("/")).name, source=source, family=family,
             precisions=tuple(precisions), opset=opset,
+            attention_shapes={tower: (config.num_attention_heads, config.hidden_size)
+                              for tower, config in (("image", config.vision_config), ("text", config.text_config))},
         )
 
 
