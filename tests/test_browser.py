@@ -95,6 +95,12 @@ def test_upload_modify_refine(page, server_url, catalog, tmp_path):
     page.screenshot(path=str(shots / "cir-page-results.png"), full_page=True)
     first_turn_ids = _result_ids(page)
 
+    chip = page.locator("#results .card .chip", has_text="colours=").first  # a chip adds a filter ...
+    chip.click()
+    assert page.input_value("#filters") == "metadata." + chip.inner_text()
+    assert "uploaded:" in page.locator("#reference-caption").inner_text(), "... and does not refine"
+    page.fill("#filters", "")
+
     # 2. click a result (changing one's mind once): it becomes the reference; refine with a new modification
     cards.nth(0).click()
     chosen = cards.nth(1).get_attribute("data-id")

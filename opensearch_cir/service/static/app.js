@@ -148,10 +148,39 @@ function renderResults(results) {
       sub.textContent = Object.entries(result.scores).map(([name, value]) => `${name} ${value === null ? "–" : value.toFixed(3)}`).join(" · ");
       body.append(sub);
     }
+    body.append(metadataChips(result.metadata || {}));
     card.append(img, body);
     card.addEventListener("click", () => refineFrom(result));
     grid.append(card);
   });
+}
+
+// Metadata values as chips; clicking one adds it to the filters (not to the reference).
+const MAX_CHIPS = 6;
+function metadataChips(metadata) {
+  const chips = document.createElement("div");
+  chips.className = "chips";
+  for (const [key, value] of Object.entries(metadata)) {
+    if (/(^|_)id$/i.test(key)) continue;  // identifiers make useless filters
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (typeof item === "object" || String(item).length > 40 || chips.children.length >= MAX_CHIPS) continue;
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "chip";
+      chip.textContent = `${key}=${item}`;
+      chip.title = "Filter on this value";
+      chip.addEventListener("click", (event) => {
+        event.stopPropagation();
+        const current = $("filters").value.trim();
+        const filter = `metadata.${key}=${item}`;
+        if (!current.split(",").map((part) => part.trim()).includes(filter)) {
+          $("filters").value = current ? `${current}, ${filter}` : filter;
+        }
+      });
+      chips.append(chip);
+    }
+  }
+  return chips;
 }
 
 // Clicking a result: it becomes the reference of a new turn; the user types the next modification.
