@@ -103,7 +103,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.images:
+        if not args.images.is_dir():
+            parser.error(f"--images {args.images}: not a folder")
         files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:64]
+        if not files:
+            parser.error(f"--images {args.images}: no .jpg/.jpeg/.png files")
         image_bytes = [p.read_bytes() for p in files]
     else:
         image_bytes = synthetic_jpegs(32)
