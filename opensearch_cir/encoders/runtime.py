@@ -59,19 +59,19 @@ class Encoder:
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.device = _pick_device(device, ort.get_available_providers())
-        self.precision = precision or ("fp16" if self.device == "cuda" and "fp16" in self.manifest.variants else "fp32")
-        providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
         if threads:
             options.intra_op_num_threads = threads
-        self._sessions = {
-            tower: ort.InferenceSession(str(self.model_dir / self.manifest.graph(tower, self.precision)),
-                                        sess_options=options, providers=providers)
-            for tower in ("image", "text")
-        }
+        self.device = _pick_device(device, ort.get_available_providers())
+        self._open_sessions(ort, options, precision)
+        if self.device == "cuda" and any(CUDA_PROVIDER not in s.get_providers() for s in self._sessions.values()):
+            if device == "cuda":
+                raise CIRError("ONNX Runtime could not start its CUDA provider (no usable GPU or CUDA libraries)")
+            logger.warning("CUDA provider unavailable at run time; running %s on CPU", self.model_dir)
+            self.device = "cpu"
+            self._open_sessions(ort, options, precision)
         self._input_names = {tower: [i.name for i in session.get_inputs()] for tower, session in self._sessions.items()}
         self.preprocess = ImagePreprocessor(self.manifest.image)
         self.tokenizer = load_tokenizer(self.model_dir / self.manifest.text.tokenizer, self.manifest.text)
@@ -120,6 +120,16 @@ class Encoder:
         return tokenize_texts(self.tokenizer, self.manifest.text, texts)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _open_sessions(self, ort, options, precision: str | None) -> None:
+        """One session per tower at `precision` (None: fp16 on CUDA when exported, else fp32)."""
+        self.precision = precision or ("fp16" if self.device == "cuda" and "fp16" in self.manifest.variants else "fp32")
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
+        self._sessions = {
+            tower: ort.InferenceSession(str(self.model_dir / self.manifest.graph(tower, self.precision)),
+                                        sess_options=options, providers=providers)
+            for tower in ("image", "text")
+        }
 
     def _run(self, tower: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         session = self._sessions[tower]
