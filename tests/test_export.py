@@ -249,3 +249,18 @@ def test_open_clip_native_checkpoint_is_refused_clearly(tmp_path):
     (tmp_path / "open_clip_config.json").write_text("{}")
     with pytest.raises(CIRError, match="OpenCLIP-native"):
         export_hf(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_images_end_to_end_match_hf_processor_and_model(family, exported, hf_models, hf_clip, hf_siglip):
+    from PIL import Image
+
+    model, _ = hf_models[family]
+    processor = transformers.AutoImageProcessor.from_pretrained({"clip": hf_clip, "siglip": hf_siglip}[family])
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((50, 70), (90, 40), (32, 32))]
+    with torch.no_grad():
+        pixels = torch.from_numpy(processor(images=images, return_tensors="np")["pixel_values"])
+        expected = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1).numpy()
+    ours = load_encoder(exported[family], threads=1).encode_images(images)
+    assert np.abs(ours - expected).max() <= 1e-4
