@@ -239,7 +239,7 @@ class EmbeddedClient:
             else:
                 if params.get("search_pipeline") is not None:
                     self._pipeline_for(store, params["search_pipeline"])  # must exist; it only affects hybrid queries
-                ranked, total = executor.top(query, from_ + size)
+                ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
                 if from_ + size == 0:
                     ranked = executor.top(query, 1)[0]
                 max_score = float(ranked.scores[0]) if len(ranked.ords) else None
@@ -308,8 +308,8 @@ def _as_list(value) -> list:
     return list(value)
 
 
-def _total(total: int, track) -> dict | None:
-    if track is False:
+def _total(total: int | None, track) -> dict | None:
+    if track is False or total is None:
         return None
     if track is True:
         return {"value": total, "relation": "eq"}

@@ -116,7 +116,7 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
         raise EngineError("pagination_depth should be in the range of 1 to 10000", 400, "illegal_argument_exception")
     if from_ >= depth:
         raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
-    lists = [executor.top(_push_filter(q, hybrid.get("filter")), depth)[0] for q in queries]
+    lists = [executor.top(_push_filter(q, hybrid.get("filter")), depth, count=False)[0] for q in queries]
     n_sub = len(lists)
     if pipeline.weights is not None and len(pipeline.weights) != n_sub:
         raise EngineError(f"number of weights [{len(pipeline.weights)}] must match number of sub-queries [{n_sub}] in hybrid query", 400, "illegal_argument_exception")

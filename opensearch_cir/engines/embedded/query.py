@@ -136,17 +136,18 @@ class Executor:
             return Scored.constant(self.matches({name: body}), boost)
         raise UnsupportedQueryError(f"query clause [{name}] is not supported by the embedded engine")
 
-    def top(self, clause, n: int) -> tuple[Scored, int]:
-        """The best `n` matches, ranked, and the number of matches.
+    def top(self, clause, n: int, *, count: bool = True) -> tuple[Scored, int | None]:
+        """The best `n` matches, ranked, and the number of matches (None when `count` is False).
 
         Text clauses (`match` / `term` on a text field) ask tantivy for its top hits directly instead
-        of scoring every match; everything else is scored in full and ranked.
+        of scoring every match (without counting, tantivy can skip blocks that cannot make the top
+        n); everything else is scored in full and ranked.
         """
         name, body = _single(clause)
         if name in ("match", "term") and n > 0:
             query, boost = self._text_clause(name, body)
             if query is not None:
-                return self._text_top(query, n, boost)
+                return self._text_top(query, n, boost, count)
         scored = self.scored(clause)
         return scored.ranked(n), len(scored.ords)
 
@@ -161,11 +162,11 @@ class Executor:
             return None, 1.0
         return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
 
-    def _text_top(self, query, n: int, boost: float) -> tuple[Scored, int]:
+    def _text_top(self, query, n: int, boost: float, count: bool) -> tuple[Scored, int | None]:
         searcher = self.store.text_index.searcher()
         limit = n + 16  # slack so that ties at the cut are re-ranked by ordinal like Lucene
         while True:
-            result = searcher.search(query, limit, count=True)
+            result = searcher.search(query, limit, count=count)
             hits = result.hits
             ords = self.store.text_ordinals(searcher, hits)
             scores = np.fromiter((score for score, _ in hits), dtype=np.float32, count=len(hits))
@@ -175,7 +176,10 @@ class Executor:
                 break
             limit *= 4  # invisible (uncommitted or deleted) hits took places: fetch deeper
         ords, scores = ords[visible], self._lucene_scale(scores[visible]) * np.float32(boost)
-        total = result.count - int((~visible).sum()) if len(hits) < limit else result.count
+        if not count:
+            total = None
+        else:
+            total = result.count - int((~visible).sum()) if len(hits) < limit else result.count
         return Scored(ords, scores).ranked(n), total
 
     def _lucene_scale(self, scores: np.ndarray) -> np.ndarray:
