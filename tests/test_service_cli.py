@@ -78,3 +78,13 @@ def test_help_documents_the_options(command):
 def test_bench_rejects_an_unknown_benchmark():
     result = runner.invoke(app, ["bench", "teleport"])
     assert result.exit_code == 2 and "encode" in result.output
+
+
+def test_bench_runs_the_benchmark_script(capfd):
+    from opensearch_cir.cli.bench import BENCHMARKS_DIR
+
+    if not (BENCHMARKS_DIR / "engine.py").is_file():
+        pytest.skip("benchmarks/engine.py is not in this checkout")
+    result = runner.invoke(app, ["bench", "engine", "--", "--help"])
+    assert result.exit_code == 0
+    assert "usage: engine.py" in capfd.readouterr().out

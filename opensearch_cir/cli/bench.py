@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from enum import Enum
@@ -30,7 +31,8 @@ def bench(
         typer.secho(f"error: {script} not found; the benchmarks ship with a source checkout "
                     "(git clone the repository and run `cir bench` there)", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    completed = subprocess.run([sys.executable, str(script), *(args or [])], cwd=_REPO_ROOT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    completed = subprocess.run([sys.executable, str(script), *(args or [])], cwd=_REPO_ROOT, env=env)
     raise typer.Exit(completed.returncode)
 
 
