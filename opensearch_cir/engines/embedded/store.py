@@ -5,6 +5,8 @@
     docs.log         append-only JSON lines: index / delete records (sources without vectors)
     vectors/*.f32    append-only float32 rows per knn_vector field (row = document ordinal)
     text/            tantivy index of the text fields (+ `_ord`)
+    snapshot.npz     derived, optional: the in-memory state at some commit (no pickle), so that
+                     opening a large index replays only the log written since
     write.lock       held (flock) by the single writer
 
 A bulk appends to the log and vector files and fsyncs them, then atomically replaces the manifest
@@ -34,6 +36,7 @@ from .vectors import VectorField
 
 ORD_FIELD = "_ord"
 WRITE_LOCK_TIMEOUT_S = 10.0
+SNAPSHOT_MIN_BYTES = 16 * 2**20  # write a snapshot once the log grew this much (and by 25 %)
 
 
 def _dumps(obj: Any) -> str:
@@ -112,6 +115,7 @@ class IndexStore:
         self._text_writer = None
         self._load_meta()
         self._reset_state()
+        self._load_snapshot()
         self.refresh()
 
     def _repair_after_crash(self) -> None:
@@ -170,6 +174,7 @@ class IndexStore:
 
     # --- the committed state, as a reader sees it ---------------------------------------------------
     def _reset_state(self) -> None:
+        self._snapshot_log_pos = 0
         self.generation = -1
         self.log_pos = 0
         self.n_ords = 0
@@ -504,6 +509,85 @@ class IndexStore:
         writer.commit()
         self._write_manifest(text_committed=True)
         self.refresh()
+        if self.log_pos - self._snapshot_log_pos >= max(SNAPSHOT_MIN_BYTES, self._snapshot_log_pos // 4):
+            self._save_snapshot()
+
+    # --- snapshots of the in-memory state ------------------------------------------------------------
+    def _save_snapshot(self) -> None:
+        """Write the state at the current view (numpy arrays + JSON, never pickle), atomically."""
+        arrays = {
+            "offsets": np.frombuffer(self.offsets, dtype=np.int64),
+            "lengths": np.frombuffer(self.lengths, dtype=np.int64),
+            "live": np.frombuffer(bytes(self.live_bytes), dtype=np.uint8),
+        }
+        columns = {}
+        for i, (path, column) in enumerate(self.columns.items()):
+            keys = list(column.postings)
+            columns[path] = {"index": i, "keys": keys}
+            arrays[f"c{i}_present"] = np.frombuffer(column.present, dtype=np.int64)
+            arrays[f"c{i}_num_ords"] = np.frombuffer(column.num_ords, dtype=np.int64)
+            arrays[f"c{i}_num_vals"] = np.frombuffer(column.num_vals, dtype=np.float64)
+            postings = [column.postings[k] for k in keys]
+            arrays[f"c{i}_sizes"] = np.array([len(p) for p in postings], dtype=np.int64)
+            arrays[f"c{i}_ords"] = np.frombuffer(b"".join(p.tobytes() for p in postings), dtype=np.int64)
+        header = {
+            "generation": self.generation,
+            "log_pos": self.log_pos,
+            "n_ords": self.n_ords,
+            "ids": self.ids,
+            "versions": list(self.id_version.items()),
+            "columns": columns,
+        }
+        arrays["header"] = np.frombuffer(_dumps(header).encode("utf-8"), dtype=np.uint8)
+        target = self.folder / "snapshot.npz"
+        tmp = self.folder / f".snapshot.{os.getpid()}.tmp.npz"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        self._snapshot_log_pos = self.log_pos
+
+    def _load_snapshot(self) -> None:
+        """Start from `snapshot.npz` when it is usable; any problem means a full log replay."""
+        path = self.folder / "snapshot.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["header"]).decode("utf-8"))
+                if header["log_pos"] > self.manifest_on_disk()["log_bytes"]:
+                    return
+                state = {name: data[name] for name in data.files if name != "header"}
+        except (OSError, ValueError, KeyError, EOFError):
+            return
+        ids = header["ids"]
+        live = state["live"].astype(bool)
+        self.ids = ids
+        self.id_version = dict(header["versions"])
+        self.offsets = array("q", state["offsets"].tobytes())
+        self.lengths = array("q", state["lengths"].tobytes())
+        self.live_bytes = bytearray(state["live"].tobytes())
+        self.id_to_ord = {ids[o]: int(o) for o in np.flatnonzero(live)}
+        self.columns = {}
+        for path, info in header["columns"].items():
+            spec = self.mapping.fields.get(path)
+            if spec is None:
+                return self._reset_state()
+            column = self.columns[path] = Column(spec)
+            i = info["index"]
+            column.present = array("q", state[f"c{i}_present"].tobytes())
+            column.num_ords = array("q", state[f"c{i}_num_ords"].tobytes())
+            column.num_vals = array("d", state[f"c{i}_num_vals"].tobytes())
+            ords, bounds = state[f"c{i}_ords"], np.cumsum(state[f"c{i}_sizes"])
+            start = 0
+            for key, end in zip(info["keys"], bounds):
+                column.postings[key] = array("q", ords[start:end].tobytes())
+                start = int(end)
+        self.n_ords = header["n_ords"]
+        self.log_pos = header["log_pos"]
+        self._snapshot_log_pos = header["log_pos"]
+
+    def manifest_on_disk(self) -> dict:
+        return read_json(self.folder / "manifest.json")
 
     def _write_manifest(self, *, text_committed: bool) -> None:
         m = self.manifest
