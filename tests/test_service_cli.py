@@ -23,7 +23,8 @@ def test_demo_indexes_scenes_and_prints_composed_queries(tiny_model_dir, tmp_pat
     assert result.exit_code == 0, result.output
     assert result.output.count("modification:") == 2
     assert "indexed 24, skipped 0, failed 0" in result.output  # 20 scenes + 2 references + 2 targets
-    assert "targets in the top 5" in result.output
+    assert "targets in the top 5 of 24 images, by strategy:" in result.output
+    assert all(f"  {name}" in result.output for name in ("image_only", "text_only", "fusion", "hybrid"))
     assert len(list((tmp_path / "images").glob("*.png"))) == 24
 
     again = runner.invoke(app, args)  # idempotent: nothing re-indexed

@@ -7,7 +7,7 @@ runs a few composed queries ("reference image + modification") and prints what t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,6 +17,9 @@ from .setup import MODEL_HELP, fail
 
 DEMO_INDEX = "cir-demo"
 IMAGE_SIZE = 128
+TOP_K = 5
+COMPARED_STRATEGIES = ("image_only", "text_only", "fusion", "hybrid")
+"""Printed side by side: each modality alone, vector composition, and the hybrid with caption BM25."""
 
 
 @dataclass
@@ -99,13 +102,15 @@ def demo(
         catalog = build_scene_catalog(client, DEMO_INDEX, encoder, data_dir, n=n, queries=queries, seed=seed,
                                       progress=True)
         typer.echo(catalog.report.summary())
-        found = 0
-        for query in catalog.queries:
-            composite = CompositeQuery(images=[str(catalog.image_path(query.reference))], text=query.text,
-                                       k=5, strategy=strategy or CompositeQuery.strategy)
-            found += _print_query(query, search(client, DEMO_INDEX, composite, encoder), catalog)
-        typer.secho(f"\n{found} of {len(catalog.queries)} targets in the top 5 "
-                    f"({composite.strategy} strategy, {len(catalog.records)} images)", bold=True)
+        composed = [CompositeQuery(images=[str(catalog.image_path(query.reference))], text=query.text, k=TOP_K,
+                                   strategy=strategy or CompositeQuery.strategy) for query in catalog.queries]
+        for query, composite in zip(catalog.queries, composed):
+            _print_query(query, search(client, DEMO_INDEX, composite, encoder), catalog)
+        typer.secho(f"\ntargets in the top {TOP_K} of {len(catalog.records)} images, by strategy:", bold=True)
+        for name in dict.fromkeys((composed[0].strategy, *COMPARED_STRATEGIES)):
+            found = sum(_target_found(query, search(client, DEMO_INDEX, replace(composite, strategy=name), encoder),
+                                      catalog) for query, composite in zip(catalog.queries, composed))
+            typer.echo(f"  {name:<12} {found}/{len(composed)}")
     except IndexMismatchError as exc:
         raise fail(f"{exc}\n(the demo folder {data_dir} was built with another model: delete it, "
                    "or pass another --data-dir)") from exc
@@ -121,18 +126,21 @@ def demo(
         typer.echo("\nSee it in the browser: cir demo --serve  (same catalog, indexed already)")
 
 
-def _print_query(query: Any, response: Any, catalog: SceneCatalog) -> bool:
-    """Print one query and its results; True when the target is among them."""
-    target_id = catalog.by_key[query.target.key].scene_id
+def _is_target(hit: Any, query: Any, catalog: SceneCatalog) -> bool:
+    return (hit.metadata or {}).get("scene_id") == catalog.by_key[query.target.key].scene_id
+
+
+def _target_found(query: Any, response: Any, catalog: SceneCatalog) -> bool:
+    return any(_is_target(hit, query, catalog) for hit in response)
+
+
+def _print_query(query: Any, response: Any, catalog: SceneCatalog) -> None:
     typer.echo(f"\nreference: {query.reference.caption}")
     typer.secho(f"modification: {query.text}", bold=True)
     for rank, hit in enumerate(response, 1):
-        mark = "✓ target" if (hit.metadata or {}).get("scene_id") == target_id else ""
-        typer.echo(f"  {rank}. {hit.score:.3f}  {hit.caption}  {mark}")
-    found = any((hit.metadata or {}).get("scene_id") == target_id for hit in response)
-    if not found:
+        typer.echo(f"  {rank}. {hit.score:.3f}  {hit.caption}  {'✓ target' if _is_target(hit, query, catalog) else ''}")
+    if not _target_found(query, response, catalog):
         typer.echo(f"  (target not in the top {len(response)}: {query.target.caption})")
-    return found
 
 
 def register(app: typer.Typer) -> None:
