@@ -156,13 +156,13 @@ def run_composed(
     progress.update()
     if "caption_aware" in strategies:
         tuned["caption_aware"], tuning["caption_aware.beta"] = tune_scalar(
-            evaluate("caption_aware"), fused, "beta", [0.0, 0.1, 0.2, 0.3, 0.5])
+            evaluate("caption_aware"), fused, "beta", [0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
     progress.update()
     tuned["slerp"], tuning["slerp.lam"] = tune_scalar(evaluate("slerp"), base, "lam")
     progress.update()
     if "pdv" in strategies:
         pdv, tuning["pdv.pdv_beta"] = tune_scalar(evaluate("pdv"), base, "pdv_beta", GRID[::2])
-        tuned["pdv"], tuning["pdv.pdv_alpha_text"] = tune_scalar(evaluate("pdv"), pdv, "pdv_alpha_text", [0.5, 1.0, 2.0])
+        tuned["pdv"], tuning["pdv.pdv_alpha_text"] = tune_scalar(evaluate("pdv"), pdv, "pdv_alpha_text", [1.0, 2.0, 3.0, 4.0])
     progress.update()
     if "hybrid" in strategies:
         tuned["hybrid"], tuning["hybrid.weights"], tuning["hybrid.normalization"] = _tune_hybrid(
