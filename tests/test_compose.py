@@ -141,7 +141,7 @@ def test_hybrid_sub_queries_weights_and_normalisations(prepared):
     assert processor["combination"]["parameters"]["weights"] == [0.2, 0.6, 0.2]
     rrf = prepared.render("hybrid", Weights(normalization="rrf"))
     assert "score-ranker-processor" in rrf.pipeline_body["phase_results_processors"][0]
-    assert prepared.render("hybrid", Weights(caption=0.0)).weights == pytest.approx([3 / 7, 4 / 7], abs=1e-4)
+    assert prepared.render("hybrid", Weights(bm25=0.3, image=0.4, caption=0.0)).weights == pytest.approx([3 / 7, 4 / 7], abs=1e-4)
     ids_only = prepared.render("hybrid", source=False).body
     assert ids_only["_source"] is False
     dsl.validate_request("search", ids_only)

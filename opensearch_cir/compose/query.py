@@ -64,7 +64,8 @@ CAPTION_VECTOR_FIELD = "caption_vector"
 
 @dataclass(frozen=True)
 class Weights:
-    """Strategy parameters. Defaults are the values tuned on dev queries (see docs/quality.md).
+    """Strategy parameters. Defaults are the values tuned on the fashion benchmark's dev queries with
+    the default model (docs/quality.md); `negative` is not tuned (no benchmark has negatives).
 
     alpha: text share in weighted fusion; beta: caption_vector share in caption_aware; lam: slerp
     position; pdv_*: PDV's α_T, α_I, β; negative: weight subtracted per negative text;
@@ -75,15 +76,15 @@ class Weights:
     """
 
     alpha: float = 0.6
-    beta: float = 0.1
-    lam: float = 0.5
-    pdv_alpha_text: float = 1.0
+    beta: float = 0.5
+    lam: float = 0.6
+    pdv_alpha_text: float = 2.0
     pdv_alpha_image: float = 1.0
-    pdv_beta: float = 0.5
+    pdv_beta: float = 0.2
     negative: float = 0.3
-    bm25: float = 0.3
-    image: float = 0.4
-    caption: float = 0.3
+    bm25: float = 0.4
+    image: float = 0.2
+    caption: float = 0.4
     hybrid_vector: str = "fusion"
     normalization: str = "min_max"
     combination: str = "arithmetic_mean"
