@@ -25,13 +25,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register_all() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # area not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"{__name__}.{name}").register(app)
 
 
 _register_all()
