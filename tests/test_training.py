@@ -70,3 +70,15 @@ def test_pooled_text_vectors_are_cached_and_similar_for_similar_texts(tmp_path):
     assert np.array_equal(pooled_text_vectors(texts, tmp_path), vectors)  # second call reads the cache
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert unit[0] @ unit[1] > unit[0] @ unit[2]
+
+
+def test_model_card_metrics_against_hand_computed_values():
+    from opensearch_cir.training.evaluate import flickr_scores, precision_at_k
+
+    images = np.eye(3)
+    captions = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0.9, 0.1], [0, 0, 1], [0.6, 0, 0.4]])
+    scores = flickr_scores(images, captions, np.array([0, 0, 1, 1, 2, 2]))
+    assert scores["t2i"]["recall@1"] == pytest.approx(5 / 6, abs=1e-4)  # the last caption ranks image 2 second
+    assert scores["t2i"]["recall@5"] == 1.0 and scores["i2t"]["recall@1"] == 1.0
+    precision = precision_at_k(np.array([[3.0, 2.0, 1.0]]), np.array([[True, False, True]]), k=2)
+    assert precision.tolist() == [0.5]

@@ -124,8 +124,11 @@ def lr_factor(step: int, steps: int, warmup: int, time_progress: float = 0.0) ->
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, steps: int | None = None) -> dict:
-    """Run the training loop; returns the best dev metrics (or the last loss without dev data)."""
+def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, steps: int | None = None,
+          init: Path | None = None) -> dict:
+    """Run the training loop; returns the best dev metrics (or the last loss without dev data).
+
+    init: a checkpoint to start from (a warm restart: a new warmup + cosine cycle on its weights)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config["threads"])
@@ -134,6 +137,13 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
     image_tower = ImageTower(config["dim"], tuple(config["widths"]), config["stem"]).to(memory_format=torch.channels_last)
     projection = TextProjection(config["dim"])
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config["init_temperature"])))
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=False)
+        image_tower.load_state_dict(state["image_tower"])
+        projection.load_state_dict(state["text_projection"])
+        if "logit_scale" in state:
+            logit_scale.data.fill_(state["logit_scale"])
+        logger.info("initialised from %s (%s)", init, state["metrics"])
     ema_image, ema_projection = copy.deepcopy(image_tower), copy.deepcopy(projection)
     optimizer = torch.optim.AdamW(
         [
@@ -160,8 +170,8 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
             record["dev_t2i"] = flickr_recall(ema_image, ema_projection, dev, normalize, size)
             if record["dev_t2i"]["recall@10"] > best["recall@10"]:
                 best = record["dev_t2i"] | {"step": step}
-                save_checkpoint(out_dir / "best.pt", config, ema_image, ema_projection, best)
-        save_checkpoint(out_dir / "last.pt", config, ema_image, ema_projection, record)
+                save_checkpoint(out_dir / "best.pt", config, ema_image, ema_projection, logit_scale, best)
+        save_checkpoint(out_dir / "last.pt", config, ema_image, ema_projection, logit_scale, record)
         log.write(json.dumps(record) + "\n")
         log.flush()
         logger.info("%s", record)
@@ -208,9 +218,9 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
     return best if dev is not None else {"loss": losses[-1]}
 
 
-def save_checkpoint(path: Path, config: dict, image_tower, projection, metrics: dict) -> None:
+def save_checkpoint(path: Path, config: dict, image_tower, projection, logit_scale, metrics: dict) -> None:
     torch.save({"config": config, "image_tower": image_tower.state_dict(), "text_projection": projection.state_dict(),
-                "metrics": metrics}, path)  # fmt: skip
+                "logit_scale": float(logit_scale.detach()), "metrics": metrics}, path)  # fmt: skip
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, ImageTower, TextProjection]:
@@ -231,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with flickr8k/ and fashion/")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--steps", type=int, help="override the config's step count")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint (warm restart, e.g. a previous run's best.pt)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = json.loads(args.config.read_text())
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = build_training_data(config, args.data, args.cache)
     dev = build_flickr_dev(args.data, args.cache, config["image_size"])
-    best = train(config, data, dev, args.out, args.steps)
+    best = train(config, data, dev, args.out, args.steps, args.init)
     logger.info("best dev text->image: %s", best)
 
 
