@@ -76,7 +76,7 @@ class Weights:
     """
 
     alpha: float = 0.6
-    beta: float = 0.5
+    beta: float = 0.7
     lam: float = 0.6
     pdv_alpha_text: float = 2.0
     pdv_alpha_image: float = 1.0
@@ -86,7 +86,7 @@ class Weights:
     image: float = 0.2
     caption: float = 0.4
     hybrid_vector: str = "fusion"
-    normalization: str = "min_max"
+    normalization: str = "l2"
     combination: str = "arithmetic_mean"
     candidates: int = 100
 
