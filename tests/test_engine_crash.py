@@ -86,10 +86,11 @@ def run_writer(root, first_batch: int, crash: str, kill_after_acks: int | None =
 def check_index(root, acked: set[int]) -> set[int]:
     """Every acknowledged batch is complete and searchable; every batch present is complete."""
     client = EmbeddedClient(root)
-    ids = set()
     total = client.count(index="crash")["count"]
-    response = client.search(index="crash", body={"size": 10_000, "_source": False, "query": {"match_all": {}}})
-    ids = {h["_id"] for h in response["hits"]["hits"]}
+    ids = set()  # collected one item number at a time: a single search returns at most 10,000 hits
+    for i in range(BATCH):
+        response = client.search(index="crash", body={"size": 10_000, "_source": False, "query": {"term": {"n": i}}})
+        ids |= {h["_id"] for h in response["hits"]["hits"]}
     assert len(ids) == total
     present = {int(doc_id[1:].split("-")[0]) for doc_id in ids}
     assert acked <= present
