@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable
 import numpy as np
 
 from ..admin import status_of
-from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
+from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes
 from ..errors import CIRError, IngestInterruptedError, InputError
 from .records import Record, is_remote
 from .report import ErrorLog, Failure, IngestReport, StageTimer
@@ -214,21 +214,11 @@ class Ingestor:
 
     def _read(self, record: Record) -> bytes:
         image = record.image
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            return bytes(image)
         if is_remote(image):
             if not self.allow_remote:
                 raise InputError(f"{image}: remote URLs are disabled (enable with --allow-remote / allow_remote=True)")
             return fetch_remote(image)
-        try:
-            data = Path(image).read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{image}: no such file") from None
-        except OSError as exc:
-            raise InputError(f"{image}: cannot be read ({exc.strerror or exc})") from exc
-        if not data:
-            raise InputError(f"{image}: empty file")
-        return data
+        return read_image_bytes(image)
 
     def _read_and_hash(self, record: Record) -> _Read:
         """Worker thread: the image bytes and their sha256."""
