@@ -218,14 +218,14 @@ def small_index(tmp_path_factory, tiny_encoder):
 
 def test_search_hybrid_excludes_reference_filters_and_explains(small_index, tiny_encoder):
     from opensearch_cir.compose import search
-    from opensearch_cir.eval.harness import content_id
+    from opensearch_cir.ingest.records import document_id
 
     _, client, blobs = small_index
     reference = blobs[("Men", "red")]
     query = CompositeQuery(images=[reference], text="in blue instead", filters={"metadata.gender": "Men"}, k=3)
     response = search(client, "cir-small", query, tiny_encoder, explain=True)
     assert response.rewrite.text == "Brand Men blue shirt"  # the indexed caption of the reference, rewritten
-    assert content_id(reference) not in response.ids and len(response) == 3
+    assert document_id(reference) not in response.ids and len(response) == 3
     assert all(hit.metadata["gender"] == "Men" for hit in response)
     assert response[0].caption == "Brand Men blue shirt"  # BM25 on the rewritten caption decides on this toy index
     assert set(response[0].sub_scores) == {"caption_bm25", "image_knn", "caption_knn"}

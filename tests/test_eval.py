@@ -152,13 +152,13 @@ def test_search_excludes_reference_and_explains(fashion_dir, encoder, client):
     result = fashion.run(fashion_dir, client, encoder, products="all", n_queries=12, tune_subset=4,
                          strategies=("image_only", "hybrid"))
     from opensearch_cir.datasets.fashion import FashionCatalog
-    from opensearch_cir.eval.harness import content_id
+    from opensearch_cir.ingest.records import document_id
 
     catalog = FashionCatalog(fashion_dir)
     product, blob = next(catalog.iter_images())
     index = f"cir-eval-fashion-all-{result['gallery']}"
     response = search(client, index, CompositeQuery(images=[blob], text="in blue", k=5), encoder, explain=True)
-    assert content_id(blob) not in response.ids and len(response) == 5
+    assert document_id(blob) not in response.ids and len(response) == 5
     assert response.rewrite.text.split()[-2:] == ["blue", product.title.split()[-1]]
     for hit in response:
         assert set(hit.sub_scores) == {"caption_bm25", "image_knn", "caption_knn"}

@@ -40,7 +40,6 @@ Negative text ("without a hood", given as `negative` or found by the rewriter) s
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 
 from .. import dsl
 from ..errors import InputError
+from ..ingest.records import document_id
 from . import strategies as S
 from .rewrite import Rewrite, rewrite_caption
 
@@ -354,7 +354,7 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         blobs = [_read_bytes(item) for item in query.images]
         image_vectors += list(encoder.encode_images(blobs))
         for blob in blobs:
-            content_hash = hashlib.sha256(blob).hexdigest()
+            content_hash = document_id(blob)
             source = _get_source(client, index, content_hash)
             if source is not None:
                 captions += _first_caption(source.get(CAPTION_FIELD))

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import InputError
-from .harness import Case, content_id
+from ..ingest.records import document_id
+from .harness import Case
 
 ATTRIBUTES = ("colour", "article_type", "gender", "usage")
 _PLURAL_ONLY = ("shoes", "pants", "jeans", "shorts", "trousers", "leggings", "capris", "briefs", "boxers",
@@ -87,7 +88,7 @@ def gallery_images(catalog: Any, products: list[Any]) -> Iterator[tuple[Any, byt
     wanted = {p.product_id for p in products}
     seen: set[str] = set()
     for product, data in catalog.iter_images():
-        doc_id = content_id(data)
+        doc_id = document_id(data)
         if product.product_id in wanted and doc_id not in seen:
             seen.add(doc_id)
             yield product, data
@@ -158,7 +159,7 @@ def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", g
     records = (Record(image=blob, captions=[p.title], uri=f"{Path(data).name}/{p.image_name}",
                       metadata={"product_id": p.product_id}) for p, blob in images)
     build_index(client, index, encoder, records, expected=len(images))
-    cases = build_cases([(p, content_id(blob)) for p, blob in images], n_queries)
+    cases = build_cases([(p, document_id(blob)) for p, blob in images], n_queries)
     result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
                           tune_subset=tune_subset, test_subset=test_subset)
     result["gallery"] = len(images)

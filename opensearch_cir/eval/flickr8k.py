@@ -20,7 +20,8 @@ from .. import dsl
 from ..compose.query import CompositeQuery, execute, prepare
 from ..errors import InputError
 from . import metrics
-from .harness import build_index, content_id
+from ..ingest.records import document_id
+from .harness import build_index
 
 RECALL_KS = (1, 5, 10)
 
@@ -51,7 +52,7 @@ def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", dept
     images = [(name, blob) for name, blob in dataset.iter_images() if name in wanted]
     if not images:
         raise InputError(f"{data}: split {split!r} has no images")
-    doc_of = {name: content_id(blob) for name, blob in images}
+    doc_of = {name: document_id(blob) for name, blob in images}
     image_index = f"cir-eval-flickr8k-{split}-{len(images)}"
     records = (Record(image=blob, uri=f"{split}/{name}") for name, blob in images)
     build_index(client, image_index, encoder, records, expected=len(set(doc_of.values())))

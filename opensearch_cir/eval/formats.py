@@ -25,7 +25,8 @@ from typing import Any
 
 from ..errors import InputError
 from . import metrics
-from .harness import Case, build_index, content_id, run_composed
+from ..ingest.records import document_id
+from .harness import Case, build_index, run_composed
 
 STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp")
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
@@ -116,7 +117,7 @@ def run_benchmark(benchmark: Benchmark, client: Any, encoder: Any, *, protocol: 
     doc_of: dict[str, str] = {}
     blobs: dict[str, Path] = {}
     for name, path in benchmark.gallery.items():
-        doc_id = content_id(path.read_bytes())
+        doc_id = document_id(path.read_bytes())
         doc_of[name] = doc_id
         blobs.setdefault(doc_id, path)
     slug = "".join(ch if ch.isalnum() else "-" for ch in benchmark.name.lower())

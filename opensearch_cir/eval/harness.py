@@ -26,11 +26,6 @@ TUNING_METRIC = f"recall@{TUNING_K}"
 GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def content_id(data: bytes) -> str:
-    """The document id the ingestion gives an image: the sha256 of its bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def is_dev_query(query_id: str) -> bool:
     """Deterministic half split of a benchmark's queries: dev (tuning) vs test (reported)."""
     return hashlib.sha256(f"cir-eval-split:{query_id}".encode()).digest()[0] % 2 == 0

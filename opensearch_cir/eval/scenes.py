@@ -13,7 +13,8 @@ import io
 from collections import defaultdict
 from typing import Any
 
-from .harness import Case, build_index, content_id, run_composed
+from ..ingest.records import document_id
+from .harness import Case, build_index, run_composed
 
 STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp", "pdv", "rewrite")
 
@@ -42,7 +43,7 @@ def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_di
         if scene in doc_of_scene:
             continue
         blob = _png(scene, image_size)
-        doc_id = content_id(blob)
+        doc_id = document_id(blob)
         doc_of_scene[scene] = doc_id
         docs_of_key[scene.key].add(doc_id)
         blobs.setdefault(doc_id, blob)

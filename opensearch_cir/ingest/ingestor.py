@@ -9,7 +9,6 @@ adding a copy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ import numpy as np
 from ..admin import status_of
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes
 from ..errors import CIRError, IngestInterruptedError, InputError
-from .records import Record, is_remote
+from .records import Record, document_id, is_remote
 from .report import ErrorLog, Failure, IngestReport, StageTimer
 from .sources import BadRow
 from .writer import BulkWriter, Document, Retrier
@@ -225,7 +224,7 @@ class Ingestor:
         try:
             with self._timer("read"):
                 data = self._read(record)
-                return _Read(record, hashlib.sha256(data).hexdigest(), data)
+                return _Read(record, document_id(data), data)
         except Exception as exc:
             raise _StageError("read", exc) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,11 @@ ImageRef = Union[str, os.PathLike, bytes]
 IMAGE_KEYS = ("image", "image_path", "path", "file", "filename", "url", "image_url")
 CAPTION_KEYS = ("captions", "caption", "text")
 RESERVED_KEYS = (*IMAGE_KEYS, *CAPTION_KEYS, "metadata", "uri", "image_uri")
+
+
+def document_id(data: bytes) -> str:
+    """The id of an image's document: the sha256 of its bytes, so re-ingesting an image updates it."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def is_remote(image: ImageRef) -> bool:

@@ -7,7 +7,6 @@ embeddings, and `ingest.Ingestor` for indexing, so the service behaves exactly l
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ..compose import CompositeQuery, Weights, search
 from ..compose.strategies import weighted_fusion
 from ..errors import InputError
 from ..ingest import Ingestor, Record
+from ..ingest.records import document_id
 from . import schemas
 from .backend import Backend
 
@@ -125,7 +125,7 @@ def run_ingest(backend: Backend, uploads: list[tuple[str, bytes | None, str | No
         items.append(item)
         if data is None:
             continue
-        item.id = hashlib.sha256(data).hexdigest()  # document ids are content hashes
+        item.id = document_id(data)
         if item.id in first_of:
             item.status, item.error = "skipped", f"same image as file {first_of[item.id]}"
             continue
