@@ -48,6 +48,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import dsl
+from ..encoders.preprocess import read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
 from . import strategies as S
@@ -351,7 +352,7 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         captions += _first_caption(source.get(CAPTION_FIELD))
         excluded.append(doc_id)
     if query.images:
-        blobs = [_read_bytes(item) for item in query.images]
+        blobs = [read_image_bytes(item) for item in query.images]
         image_vectors += list(encoder.encode_images(blobs))
         for blob in blobs:
             content_hash = document_id(blob)
@@ -385,15 +386,6 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         rewritten=vectors["rewritten"],
         excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
     )
-
-
-def _read_bytes(item: str | Path | bytes) -> bytes:
-    if isinstance(item, (bytes, bytearray)):
-        return bytes(item)
-    path = Path(item)
-    if not path.is_file():
-        raise InputError(f"reference image {str(path)!r} does not exist")
-    return path.read_bytes()
 
 
 def _first_caption(value: Any) -> list[str]:
