@@ -41,7 +41,7 @@ def random_resized_crops(
     """uint8 [N,S,S,3] -> float [N,3,out,out] in [0,1]: one random crop (area fraction in
     [min_scale, 1], aspect 3:4..4:3) per image, resized bilinearly; random horizontal flips."""
     n = images.shape[0]
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)  # on the images' device; the random draws stay on CPU
     area = torch.empty(n).uniform_(min_scale, 1.0, generator=generator)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
     w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)
@@ -51,7 +51,7 @@ def random_resized_crops(
     sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * sign, cx, h, cy
-    grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
+    grid = F.affine_grid(theta.to(x.device), [n, 3, out_size, out_size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -74,9 +74,9 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, text_ids: 
 
 
 class Normalizer:
-    def __init__(self, mean, std):
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
+    def __init__(self, mean, std, device: torch.device | str = "cpu"):
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
@@ -86,10 +86,11 @@ class Normalizer:
 def flickr_recall(image_tower, projection, dev: DevSet, normalize: Normalizer, size: int) -> dict:
     """Text->image Recall@1/5/10 and median rank over the dev gallery."""
     image_tower.eval()
-    images = torch.cat([image_tower(normalize(resize_batch(dev.images[i : i + 250], size)))
+    device = normalize.mean.device
+    images = torch.cat([image_tower(normalize(resize_batch(dev.images[i : i + 250], size).to(device)))
                         for i in range(0, len(dev.images), 250)])  # fmt: skip
-    texts = projection(torch.from_numpy(dev.caption_vectors))
-    scores = texts @ images.T
+    texts = projection(torch.from_numpy(dev.caption_vectors).to(device))
+    scores = (texts @ images.T).cpu()
     target = scores[torch.arange(len(texts)), torch.from_numpy(dev.caption_image)]
     ranks = (scores > target[:, None]).sum(dim=1) + 1
     return {f"recall@{k}": float((ranks <= k).float().mean()) for k in (1, 5, 10)} | {
@@ -124,21 +125,33 @@ def lr_factor(step: int, steps: int, warmup: int, time_progress: float = 0.0) ->
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def resolve_device(device: str) -> torch.device:
+    """`auto` (CUDA when PyTorch sees a GPU, else CPU), `cpu` or `cuda`."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: PyTorch sees no CUDA GPU (a CPU-only torch build, or no driver)")
+    return torch.device(device)
+
+
 def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, steps: int | None = None,
-          init: Path | None = None) -> dict:
+          init: Path | None = None, device: str = "cpu") -> dict:
     """Run the training loop; returns the best dev metrics (or the last loss without dev data).
 
-    init: a checkpoint to start from (a warm restart: a new warmup + cosine cycle on its weights)."""
+    init: a checkpoint to start from (a warm restart: a new warmup + cosine cycle on its weights).
+    device: where the towers train (`resolve_device`); on CUDA the training images move to the GPU
+    once and the random draws stay on the CPU, so both devices see the same batches and crops."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config["threads"])
     steps = steps or config["steps"]
     size = config["image_size"]
-    image_tower = ImageTower(config["dim"], tuple(config["widths"]), config["stem"]).to(memory_format=torch.channels_last)
-    projection = TextProjection(config["dim"])
-    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config["init_temperature"])))
+    device = resolve_device(device)
+    image_tower = ImageTower(config["dim"], tuple(config["widths"]), config["stem"]).to(device, memory_format=torch.channels_last)
+    projection = TextProjection(config["dim"]).to(device)
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / config["init_temperature"]), device=device))
     if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=False)
+        state = torch.load(init, map_location=device, weights_only=False)
         image_tower.load_state_dict(state["image_tower"])
         projection.load_state_dict(state["text_projection"])
         if "logit_scale" in state:
@@ -153,10 +166,13 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
         ]
     )
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    normalize = Normalizer(config["mean"], config["std"])
+    normalize = Normalizer(config["mean"], config["std"], device)
     sampler = Sampler(data.domains, np.random.default_rng(config["seed"]))
     generator = torch.Generator().manual_seed(config["seed"])
-    text_vectors = torch.from_numpy(data.text_vectors)
+    text_vectors = torch.from_numpy(data.text_vectors).to(device)
+    domain_images = [torch.from_numpy(np.asarray(d.images)).to(device) if device.type != "cpu" else d.images
+                     for d in data.domains]  # fmt: skip
+    logger.info("training on %s", device)
     log = (out_dir / "log.jsonl").open("a")
     best: dict = {"recall@10": -1.0}
     budget = config.get("time_budget_minutes", 0) * 60
@@ -186,10 +202,13 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
         batches, ids = [], []
         for d, domain in enumerate(data.domains):
             index, text_id = sampler.draw(d)
-            images = torch.from_numpy(np.ascontiguousarray(domain.images[index]))
+            if device.type == "cpu":
+                images = torch.from_numpy(np.ascontiguousarray(domain_images[d][index]))
+            else:
+                images = domain_images[d][torch.from_numpy(index).to(device)]
             batches.append(random_resized_crops(images, size, domain.min_crop_scale, domain.flip, generator))
             ids.append(torch.from_numpy(text_id))
-        text_ids = torch.cat(ids)
+        text_ids = torch.cat(ids).to(device)
         image_emb = image_tower(normalize(torch.cat(batches)))
         text_emb = projection(text_vectors[text_ids])
         loss = contrastive_loss(image_emb, text_emb, text_ids, logit_scale)
@@ -242,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--steps", type=int, help="override the config's step count")
     parser.add_argument("--init", type=Path, help="start from this checkpoint (warm restart, e.g. a previous run's best.pt)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train (auto: CUDA when PyTorch sees a GPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = json.loads(args.config.read_text())
@@ -250,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = build_training_data(config, args.data, args.cache)
     dev = build_flickr_dev(args.data, args.cache, config["image_size"])
-    best = train(config, data, dev, args.out, args.steps, args.init)
+    best = train(config, data, dev, args.out, args.steps, args.init, args.device)
     logger.info("best dev text->image: %s", best)
 
 
