@@ -264,3 +264,33 @@ def test_images_end_to_end_match_hf_processor_and_model(family, exported, hf_mod
         expected = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1).numpy()
     ours = load_encoder(exported[family], threads=1).encode_images(images)
     assert np.abs(ours - expected).max() <= 1e-4
+
+
+def test_int8_keeps_drift_prone_matmuls_in_float(tmp_path):
+    """A MatMul fed one outlier channel drifts under dynamic int8: it is the first kept in float (int8 weights)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from opensearch_cir.encoders.export import INT8_TARGET, _quantize_best, _run_graph
+
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(32, 32)).astype(np.float32), rng.normal(size=(32, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w_first"], ["hidden"], "first"),
+         helper.make_node("MatMul", ["hidden", "w_second"], ["embedding"], "second")],
+        "outlier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 16])],
+        [numpy_helper.from_array(first, "w_first"), numpy_helper.from_array(second, "w_second")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "text.onnx")
+    x = rng.normal(size=(24, 32)).astype(np.float32)
+    x[:, 0] *= 300  # one outlier channel: a single per-tensor activation scale leaves the others ~1 level
+    name, info = _quantize_best(tmp_path, "text", {"x": x}, static=False)
+    assert info["method"].endswith("+float-matmuls") and info["float_matmuls"][0] == "first"
+    mean, worst = info["probe_cosine_mean_min"][info["method"]]
+    assert mean >= INT8_TARGET[0] and worst >= INT8_TARGET[1] > info["probe_cosine_mean_min"]["dynamic-s8"][1]
+    held_out = rng.normal(size=(16, 32)).astype(np.float32)
+    held_out[:, 0] *= 300
+    cosine = np.sum(_run_graph(tmp_path / name, {"x": held_out}) * _run_graph(tmp_path / "text.onnx", {"x": held_out}), axis=1)
+    assert cosine.min() >= INT8_TARGET[1]
+    assert (tmp_path / name).stat().st_size < (tmp_path / "text.onnx").stat().st_size / 2  # weights stay int8

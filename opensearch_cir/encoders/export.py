@@ -57,6 +57,7 @@ def export_towers(
     precisions: Sequence[str] = ("fp32",),
     opset: int = 17,
     calibration_images: np.ndarray | None = None,
+    calibration_texts: Sequence[str] | None = None,
     fuse: bool = True,
     attention_shapes: Mapping[str, tuple[int, int]] | None = None,
 ) -> Manifest:
@@ -66,8 +67,10 @@ def export_towers(
     int64[N,L]) must return L2-normalised float[N,D]. fp32 is always written; `fp16` adds a
     half-precision copy for GPUs (float32 inputs/outputs kept), `int8` a quantised copy: several
     dynamic settings (and static QDQ when `calibration_images`, preprocessed pixels, are given)
-    are compared on probe inputs and the fastest within INT8_TOLERANCE of the best mean cosine to
-    fp32 is kept (the scores are recorded in `manifest.extra["int8"]`). With `fuse`, ONNX
+    are compared on probe inputs (`calibration_texts` replace the built-in probe sentences) and the
+    fastest within INT8_TOLERANCE of the best mean cosine to fp32 is kept; when it misses
+    INT8_TARGET, its most sensitive MatMuls compute in float (scores and those MatMuls are recorded
+    in `manifest.extra["int8"]`). With `fuse`, ONNX
     Runtime's transformer fusions (attention, skip-LayerNorm, QuickGelu) are applied to the fp32
     graphs when they keep the outputs within 1e-5 (the fused graphs need ONNX Runtime to run);
     attention is only fused when `attention_shapes` gives each tower's (heads, hidden size).
@@ -81,7 +84,7 @@ def export_towers(
     image_tower.eval()
     text_tower.eval()
     shutil.copyfile(tokenizer_file, out_dir / text_spec.tokenizer)
-    probes = _probe_inputs(image_spec, text_spec, out_dir)
+    probes = _probe_inputs(image_spec, text_spec, out_dir, calibration_texts or _PROBE_TEXTS)
 
     with torch.no_grad():
         dim = int(image_tower(torch.from_numpy(probes["image"]["pixel_values"][:1])).shape[-1])
@@ -141,7 +144,8 @@ def _fuse(path: Path, probe: dict[str, np.ndarray], num_heads: int, hidden_size:
     return counts
 
 
-def _probe_inputs(image_spec: ImageSpec, text_spec: TextSpec, out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+def _probe_inputs(image_spec: ImageSpec, text_spec: TextSpec, out_dir: Path,
+                  texts: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
     """Inputs for tracing and for choosing the int8 variant: smooth random images, real sentences."""
     from PIL import Image
 
@@ -156,7 +160,7 @@ def _probe_inputs(image_spec: ImageSpec, text_spec: TextSpec, out_dir: Path) -> 
         images.append(preprocess(Image.fromarray(coarse).resize((96, 80), Image.Resampling.BICUBIC)))
     tokenizer = load_tokenizer(out_dir / text_spec.tokenizer, text_spec)
     return {"image": {"pixel_values": np.stack(images)},
-            "text": tokenize_texts(tokenizer, text_spec, list(_PROBE_TEXTS))}
+            "text": tokenize_texts(tokenizer, text_spec, list(texts))}
 
 
 def _convert_fp16(out_dir: Path, tower: str) -> str:
@@ -180,24 +184,23 @@ _DYNAMIC_INT8 = {
 }
 INT8_TOLERANCE = 1e-3
 """Largest loss in mean cosine to fp32 accepted for a faster int8 candidate."""
+INT8_TARGET = (0.998, 0.99)
+"""(mean, min) cosine to fp32 on the probes that a dynamic int8 graph must reach; below it, its most
+sensitive MatMuls keep int8 weights but compute in float (see `_float_matmuls`)."""
 
 
 def _quantize_best(out_dir: Path, tower: str, probe: dict[str, np.ndarray], static: bool) -> tuple[str, dict]:
     """Quantise one tower several ways; keep the fastest whose embeddings are (nearly) closest to fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     source = out_dir / f"{tower}.onnx"
     reference = _run_graph(source, probe)
     target = out_dir / f"{tower}.int8.onnx"
     scores = {}
+    info: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
         candidates = {}
-        for method, options in _DYNAMIC_INT8.items():
+        for method in _DYNAMIC_INT8:
             candidates[method] = Path(scratch) / f"{method}.onnx"
-            quantize_dynamic(source, candidates[method], weight_type=QuantType[options["weight_type"]],
-                             reduce_range=options.get("reduce_range", False), per_channel=options.get("per_channel", False),
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            _quantize_dynamic(source, candidates[method], method)
         if static:
             try:
                 _quantize_static(source, Path(scratch) / "static.onnx", probe)
@@ -205,13 +208,99 @@ def _quantize_best(out_dir: Path, tower: str, probe: dict[str, np.ndarray], stat
             except Exception as exc:  # noqa: BLE001 - static is one candidate among several
                 logger.warning("static int8 quantisation of the %s tower failed, skipped: %s", tower, exc)
         for method, path in candidates.items():
-            cosine = np.sum(_run_graph(path, probe) * reference, axis=1)
-            scores[method] = (float(cosine.mean()), float(cosine.min()))
+            scores[method] = _cosine_mean_min(path, probe, reference)
         closest = max(mean for mean, _ in scores.values())
         best = next(method for method in candidates if scores[method][0] >= closest - INT8_TOLERANCE)
+        if best in _DYNAMIC_INT8 and not _meets_target(scores[best]):
+            path, info["float_matmuls"], mixed = _float_matmuls(source, Path(scratch), best, probe, reference)
+            best = f"{best}+float-matmuls"
+            candidates[best], scores[best] = path, mixed
         shutil.copyfile(candidates[best], target)
     logger.info("int8 %s tower: kept %s (mean/min cosine to fp32 %s)", tower, best, scores)
-    return target.name, {"method": best, "probe_cosine_mean_min": {m: list(s) for m, s in scores.items()}}
+    return target.name, {"method": best, "probe_cosine_mean_min": {m: list(s) for m, s in scores.items()}, **info}
+
+
+def _quantize_dynamic(source: Path, target: Path, method: str, **options) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    settings = dict(_DYNAMIC_INT8[method])
+    quantize_dynamic(source, target, weight_type=QuantType[settings.pop("weight_type")], **settings, **options,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _cosine_mean_min(path: Path, probe: dict[str, np.ndarray], reference: np.ndarray) -> tuple[float, float]:
+    cosine = np.sum(_run_graph(path, probe) * reference, axis=1)
+    return float(cosine.mean()), float(cosine.min())
+
+
+def _meets_target(score: tuple[float, float]) -> bool:
+    return score[0] >= INT8_TARGET[0] and score[1] >= INT8_TARGET[1]
+
+
+def _float_matmuls(source: Path, scratch: Path, method: str, probe: dict[str, np.ndarray],
+                   reference: np.ndarray) -> tuple[Path, list[str], tuple[float, float]]:
+    """Mixed precision for a dynamic int8 `method` that drifts from fp32 beyond INT8_TARGET.
+
+    Dynamic int8 quantises each MatMul's activations with one scale per tensor, which outlier
+    activations make coarse; int8 weights alone (per output channel) stay close to fp32. The
+    weight MatMuls are ranked by the mean cosine lost when only that one is quantised, and the
+    top 1, 2, 3, 4, 6, 9, ... keep int8 weights computed in float (`_int8_weights_in_float`)
+    while the rest is quantised by `method`, until INT8_TARGET holds (or all are kept).
+    Returns (graph, the kept MatMuls, its (mean, min) cosine to fp32).
+    """
+    import onnx
+
+    matmuls = _weight_matmuls(onnx.load(source))
+    loss = {}
+    for name in matmuls:
+        _quantize_dynamic(source, scratch / "one.onnx", method, nodes_to_quantize=[name])
+        loss[name] = 1 - _cosine_mean_min(scratch / "one.onnx", probe, reference)[0]
+    ranked = sorted(matmuls, key=loss.__getitem__, reverse=True)
+    count = 0
+    while True:
+        count = min(len(ranked), max(count + 1, count * 3 // 2))
+        kept = ranked[:count]
+        model = onnx.load(source)
+        _int8_weights_in_float(model, kept)
+        onnx.save(model, scratch / "float-matmuls.fp32.onnx")
+        path = scratch / "float-matmuls.onnx"
+        _quantize_dynamic(scratch / "float-matmuls.fp32.onnx", path, method, nodes_to_exclude=kept)
+        score = _cosine_mean_min(path, probe, reference)
+        if _meets_target(score) or count == len(ranked):
+            return path, kept, score
+
+
+def _weight_matmuls(model) -> list[str]:
+    """Names of the MatMul nodes whose second input is a 2-D initializer (a weight matrix)."""
+    weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+
+def _int8_weights_in_float(model, matmuls: Sequence[str]) -> None:
+    """Store the weights of `matmuls` as int8 (symmetric, one scale per output channel) + Cast and Mul.
+
+    The file keeps one byte per weight; ONNX Runtime folds the Cast and Mul of constants when the
+    session is created, so these MatMuls run in float on the dequantised weights.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = {i.name: i for i in model.graph.initializer}
+    dequantize = []
+    for node in model.graph.node:
+        if node.name not in matmuls:
+            continue
+        name = node.input[1]
+        weight = numpy_helper.to_array(initializers[name])
+        scale = np.maximum(np.abs(weight).max(axis=0), np.finfo(np.float32).tiny) / 127
+        model.graph.initializer.remove(initializers[name])
+        model.graph.initializer.extend([numpy_helper.from_array(np.round(weight / scale).astype(np.int8), f"{name}_int8"),
+                                        numpy_helper.from_array(scale.astype(np.float32), f"{name}_int8_scale")])
+        dequantize += [helper.make_node("Cast", [f"{name}_int8"], [f"{name}_int8_float"], f"{name}_int8_cast", to=TensorProto.FLOAT),
+                       helper.make_node("Mul", [f"{name}_int8_float", f"{name}_int8_scale"], [name], f"{name}_int8_dequantize")]
+    nodes = dequantize + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def _quantize_static(source: Path, target: Path, probe: dict[str, np.ndarray]) -> None:
