@@ -4,15 +4,20 @@ Default: a full-size ViT-B/32 CLIP (transformers' CLIPConfig defaults, real CLIP
 with random weights (speed does not depend on weight values), exported with the project's own
 export path. `--model DIR` measures an exported model folder instead (no PyTorch baseline) and
 reports the int8 embeddings' cosine to fp32 on real-looking inputs (`--images DIR` for your own).
-All figures come from one run on one machine; ratios are relative to PyTorch eager fp32.
+All figures come from one run on one machine; ratios are relative to PyTorch eager fp32 on the
+same device. `--device cuda` (needs onnxruntime-gpu) compares ONNX Runtime's CUDA provider (fp32 and
+fp16 graphs, IO binding) with PyTorch eager fp32 / fp16 on the GPU; both start from pixels in host
+memory and end with embeddings in host memory.
 
     nice -n 10 python benchmarks/encode.py                 # ViT-B/32, random weights
     nice -n 10 python benchmarks/encode.py --model onnx_models/default --images some/jpegs
+    python benchmarks/encode.py --device cuda --batch 256  # on a GPU machine
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import tempfile
 import time
@@ -70,8 +75,8 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b, axis=1).min())
 
 
-def export_random_vit_b32(work_dir: Path):
-    """Random-weight ViT-B/32 CLIP in HF format, exported fp32 + int8 (reused when `work_dir` has them)."""
+def export_random_vit_b32(work_dir: Path, precisions: list[str]):
+    """Random-weight ViT-B/32 CLIP in HF format, exported at `precisions` (reused when `work_dir` has them)."""
     import torch
     import transformers
 
@@ -85,11 +90,38 @@ def export_random_vit_b32(work_dir: Path):
         torch.manual_seed(0)
         transformers.CLIPModel(transformers.CLIPConfig()).save_pretrained(hf_dir)
         transformers.CLIPImageProcessorPil().save_pretrained(hf_dir)
+    onnx_dir = onnx_dir.with_name(f"onnx-{'-'.join(precisions)}")
     if not (onnx_dir / "manifest.json").is_file():
         started = time.perf_counter()
-        export_hf(hf_dir, onnx_dir, precisions=["fp32", "int8"], model_id="vit-b-32-random")
-        print(f"export (fp32 + int8 candidates): {time.perf_counter() - started:.0f} s")
+        export_hf(hf_dir, onnx_dir, precisions=precisions, model_id="vit-b-32-random")
+        print(f"export ({' + '.join(precisions)}): {time.perf_counter() - started:.0f} s")
     return transformers.CLIPModel.from_pretrained(hf_dir).eval(), onnx_dir
+
+
+def pytorch_runs(model, tokens: dict[str, np.ndarray], pixels: np.ndarray, args) -> tuple[dict, dict]:
+    """PyTorch eager runs on the benchmark's device: fp32, plus fp16 on CUDA; host arrays in, host arrays out."""
+    import torch
+
+    from opensearch_cir.encoders.export import hf_towers
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtypes = {"fp32": torch.float32} | ({"fp16": torch.float16} if device.type == "cuda" else {})
+    image_runs, text_runs = {}, {}
+    for name, dtype in dtypes.items():
+        image_tower, text_tower = hf_towers(copy.deepcopy(model).to(device, dtype), "clip")
+
+        def images(image_tower=image_tower, dtype=dtype):
+            with torch.inference_mode():
+                return image_tower(torch.from_numpy(pixels).to(device, dtype)).float().cpu()
+
+        def texts(text_tower=text_tower):
+            with torch.inference_mode():
+                return text_tower(**{k: torch.from_numpy(v).to(device) for k, v in tokens.items()}).float().cpu()
+
+        image_runs[f"pytorch eager {name}"] = (images, len(pixels))
+        text_runs[f"pytorch eager {name}"] = (texts, len(pixels))
+    return image_runs, text_runs
 
 
 def main() -> None:
@@ -97,8 +129,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="exported model folder (default: random ViT-B/32)")
     parser.add_argument("--images", type=Path, help="folder of JPEG/PNG files for preprocessing and cosine")
     parser.add_argument("--work-dir", type=Path, help="keep (and reuse) the random ViT-B/32 export here")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (intra-op)")
+    parser.add_argument("--batch", type=int, help="default: 8 on CPU, 256 on CUDA")
     parser.add_argument("--seconds", type=float, default=6.0, help="timing window per runtime (3 interleaved rounds)")
     args = parser.parse_args()
 
@@ -111,70 +144,61 @@ def main() -> None:
         image_bytes = [p.read_bytes() for p in files]
     else:
         image_bytes = synthetic_jpegs(32)
+    batch = args.batch or (256 if args.device == "cuda" else 8)
+    # CPU: fp32 vs int8 (the CPU variants); CUDA: fp32 vs fp16 (the GPU variants).
+    second = "fp16" if args.device == "cuda" else "int8"
 
     with tempfile.TemporaryDirectory() as scratch:
         torch_model = None
         model_dir = args.model
         if model_dir is None:
-            torch_model, model_dir = export_random_vit_b32(args.work_dir or Path(scratch))
-        encoders = {"onnxruntime fp32": load_encoder(model_dir, device="cpu", threads=args.threads, batch_size=args.batch)}
-        if "int8" in encoders["onnxruntime fp32"].manifest.variants:
-            encoders["onnxruntime int8"] = load_encoder(model_dir, device="cpu", precision="int8", threads=args.threads,
-                                                        batch_size=args.batch)
+            torch_model, model_dir = export_random_vit_b32(args.work_dir or Path(scratch), ["fp32", second])
+        options = {"device": args.device, "threads": args.threads, "batch_size": batch}
+        encoders = {"onnxruntime fp32": load_encoder(model_dir, precision="fp32", **options)}
+        if second in encoders["onnxruntime fp32"].manifest.variants:
+            encoders[f"onnxruntime {second}"] = load_encoder(model_dir, precision=second, **options)
         reference = encoders["onnxruntime fp32"]
         print(f"model {reference.model_id} (dim {reference.dim}, image {reference.manifest.image.size}px, "
-              f"context {reference.manifest.text.context_length}); {args.threads} threads, batch {args.batch}")
+              f"context {reference.manifest.text.context_length}); {args.device}, {args.threads} threads, batch {batch}")
 
         preprocess = reference.preprocess
-        pixels = np.stack([preprocess(load_image(data)) for data in image_bytes[:args.batch]])
-        texts = (CAPTIONS * (args.batch // len(CAPTIONS) + 1))[:args.batch]
+        pixels = np.stack([preprocess(load_image(data)) for data in (image_bytes * (batch // len(image_bytes) + 1))[:batch]])
+        texts = (CAPTIONS * (batch // len(CAPTIONS) + 1))[:batch]
         image_runs, text_runs = {}, {}
         if torch_model is not None:
-            import torch
-
-            torch.set_num_threads(args.threads)
-            tokens = {k: torch.from_numpy(v) for k, v in reference.tokenize(texts).items()}
-            pixel_tensor = torch.from_numpy(pixels)
-
-            def torch_images():
-                with torch.inference_mode():
-                    return torch_model.get_image_features(pixel_values=pixel_tensor)
-
-            def torch_texts():
-                with torch.inference_mode():
-                    return torch_model.get_text_features(**tokens)
-
-            image_runs["pytorch eager fp32"] = (torch_images, args.batch)
-            text_runs["pytorch eager fp32"] = (torch_texts, args.batch)
+            image_runs, text_runs = pytorch_runs(torch_model, reference.tokenize(texts), pixels, args)
         for name, encoder in encoders.items():
-            image_runs[name] = (lambda encoder=encoder: encoder.encode_pixels(pixels), args.batch)
-            text_runs[name] = (lambda encoder=encoder: encoder.encode_texts(texts), args.batch)
+            image_runs[name] = (lambda encoder=encoder: encoder.encode_pixels(pixels), batch)
+            text_runs[name] = (lambda encoder=encoder: encoder.encode_texts(texts), batch)
         decode = {"decode": (lambda: [preprocess(load_image(data)) for data in image_bytes], len(image_bytes))}
         decode_rate = measure(decode, args.seconds)["decode"][0]
         image_rates, text_rates = measure(image_runs, args.seconds), measure(text_runs, args.seconds)
 
         baseline = ("pytorch eager fp32" in image_rates) and (image_rates["pytorch eager fp32"], text_rates["pytorch eager fp32"])
+        cpu_columns = args.device == "cpu"  # per process-CPU-second rates say nothing about GPU work
         print(f"\n{'runtime':<20}{'images/s':>9}{'texts/s':>9}{'img ratio':>10}{'txt ratio':>10}"
-              f"{'img/cpu-s':>11}{'txt/cpu-s':>11}{'img ratio':>10}{'txt ratio':>10}")
+              + (f"{'img/cpu-s':>11}{'txt/cpu-s':>11}{'img ratio':>10}{'txt ratio':>10}" if cpu_columns else ""))
         for name in image_rates:
             (image_wall, image_cpu), (text_wall, text_cpu) = image_rates[name], text_rates[name]
             line = f"{name:<20}{image_wall:>9.1f}{text_wall:>9.1f}"
             line += f"{image_wall / baseline[0][0]:>9.2f}x{text_wall / baseline[1][0]:>9.2f}x" if baseline else " " * 20
-            line += f"{image_cpu:>11.1f}{text_cpu:>11.1f}"
-            line += f"{image_cpu / baseline[0][1]:>9.2f}x{text_cpu / baseline[1][1]:>9.2f}x" if baseline else ""
+            if cpu_columns:
+                line += f"{image_cpu:>11.1f}{text_cpu:>11.1f}"
+                line += f"{image_cpu / baseline[0][1]:>9.2f}x{text_cpu / baseline[1][1]:>9.2f}x" if baseline else ""
             print(line)
         print(f"\nJPEG decode + preprocess ({len(image_bytes)} images, 1 thread): {decode_rate:.1f} images/s")
         fastest = max(rate[0] for name, rate in image_rates.items() if name.startswith("onnxruntime"))
         print(f"  = {decode_rate / fastest:.2f}x the fastest ONNX image encoding rate "
               f"({'not a bottleneck' if decode_rate > fastest else 'a bottleneck: decode in more worker threads'})")
 
-        if "onnxruntime int8" in encoders:
-            int8 = encoders["onnxruntime int8"]
+        if f"onnxruntime {second}" in encoders:
+            other = encoders[f"onnxruntime {second}"]
             all_pixels = np.stack([preprocess(load_image(data)) for data in image_bytes])
-            print(f"\nint8 vs fp32 min cosine: images {min_cosine(int8.encode_pixels(all_pixels), reference.encode_pixels(all_pixels)):.4f}"
-                  f", texts {min_cosine(int8.encode_texts(CAPTIONS), reference.encode_texts(CAPTIONS)):.4f}"
-                  f" (int8 method: {reference.manifest.extra.get('int8', {}).get('image', {}).get('method', '?')} image,"
-                  f" {reference.manifest.extra.get('int8', {}).get('text', {}).get('method', '?')} text)")
+            method = reference.manifest.extra.get("int8", {})
+            print(f"\n{second} vs fp32 min cosine: images {min_cosine(other.encode_pixels(all_pixels), reference.encode_pixels(all_pixels)):.4f}"
+                  f", texts {min_cosine(other.encode_texts(CAPTIONS), reference.encode_texts(CAPTIONS)):.4f}"
+                  + (f" (int8 method: {method.get('image', {}).get('method', '?')} image,"
+                     f" {method.get('text', {}).get('method', '?')} text)" if second == "int8" else ""))
 
 
 if __name__ == "__main__":
