@@ -26,7 +26,7 @@ from .train import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "cir-default-minilm-cnn-v1"
+MODEL_ID = "cir-default-minilm-cnn-v2"
 MIN_COSINE = 0.99
 
 
