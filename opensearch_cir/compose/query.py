@@ -77,14 +77,14 @@ class Weights:
     """
 
     alpha: float = 0.6
-    beta: float = 0.7
+    beta: float = 0.9
     lam: float = 0.6
     pdv_alpha_text: float = 2.0
     pdv_alpha_image: float = 1.0
-    pdv_beta: float = 0.2
+    pdv_beta: float = 0.4
     negative: float = 0.3
-    bm25: float = 0.4
-    image: float = 0.2
+    bm25: float = 0.2
+    image: float = 0.4
     caption: float = 0.4
     hybrid_vector: str = "fusion"
     normalization: str = "l2"
