@@ -271,7 +271,7 @@ def test_int8_keeps_drift_prone_matmuls_in_float(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from opensearch_cir.encoders.export import INT8_TARGET, _quantize_best, _run_graph
+    from opensearch_cir.encoders.export import INT8_TARGET, _quantize_best, run_graph
 
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=(32, 32)).astype(np.float32), rng.normal(size=(32, 16)).astype(np.float32)
@@ -291,6 +291,6 @@ def test_int8_keeps_drift_prone_matmuls_in_float(tmp_path):
     assert mean >= INT8_TARGET[0] and worst >= INT8_TARGET[1] > info["probe_cosine_mean_min"]["dynamic-s8"][1]
     held_out = rng.normal(size=(16, 32)).astype(np.float32)
     held_out[:, 0] *= 300
-    cosine = np.sum(_run_graph(tmp_path / name, {"x": held_out}) * _run_graph(tmp_path / "text.onnx", {"x": held_out}), axis=1)
+    cosine = np.sum(run_graph(tmp_path / name, {"x": held_out}) * run_graph(tmp_path / "text.onnx", {"x": held_out}), axis=1)
     assert cosine.min() >= INT8_TARGET[1]
     assert (tmp_path / name).stat().st_size < (tmp_path / "text.onnx").stat().st_size / 2  # weights stay int8

@@ -131,7 +131,7 @@ def _fuse(path: Path, probe: dict[str, np.ndarray], num_heads: int, hidden_size:
         fused = optimize_model(str(path), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
         counts = {op: count for op, count in fused.get_fused_operator_statistics().items() if count}
         fused.save_model_to_file(str(fused_path))
-        difference = float(np.abs(_run_graph(fused_path, probe) - _run_graph(path, probe)).max())
+        difference = float(np.abs(run_graph(fused_path, probe) - run_graph(path, probe)).max())
     except Exception as exc:  # noqa: BLE001 - fusion is an optimisation; any failure keeps the plain graph
         logger.info("transformer fusion skipped for %s: %s", path.name, exc)
         fused_path.unlink(missing_ok=True)
@@ -192,7 +192,7 @@ sensitive MatMuls keep int8 weights but compute in float (see `_float_matmuls`).
 def _quantize_best(out_dir: Path, tower: str, probe: dict[str, np.ndarray], static: bool) -> tuple[str, dict]:
     """Quantise one tower several ways; keep the fastest whose embeddings are (nearly) closest to fp32."""
     source = out_dir / f"{tower}.onnx"
-    reference = _run_graph(source, probe)
+    reference = run_graph(source, probe)
     target = out_dir / f"{tower}.int8.onnx"
     scores = {}
     info: dict = {}
@@ -230,7 +230,7 @@ def _quantize_dynamic(source: Path, target: Path, method: str, **options) -> Non
 
 
 def _cosine_mean_min(path: Path, probe: dict[str, np.ndarray], reference: np.ndarray) -> tuple[float, float]:
-    cosine = np.sum(_run_graph(path, probe) * reference, axis=1)
+    cosine = np.sum(run_graph(path, probe) * reference, axis=1)
     return float(cosine.mean()), float(cosine.min())
 
 
@@ -320,7 +320,8 @@ def _quantize_static(source: Path, target: Path, probe: dict[str, np.ndarray]) -
                     op_types_to_quantize=["MatMul", "Conv", "Gemm"], extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _run_graph(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def run_graph(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """L2-normalised `embedding` output of an exported graph on CPU (one thread), given any superset of its inputs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

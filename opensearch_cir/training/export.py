@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoders.export import export_towers
+from ..encoders.export import export_towers, run_graph
 from ..encoders.manifest import ImageSpec, Manifest, TextSpec
 from .models import TEXT_SPEC, TextTower, minilm_path
 from .train import load_checkpoint
@@ -39,15 +39,7 @@ def specs(config: dict) -> tuple[ImageSpec, TextSpec]:
 
 
 def _cosines(path_a: Path, path_b: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
-
-    outputs = []
-    for path in (path_a, path_b):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = {i.name for i in session.get_inputs()}
-        out = session.run(["embedding"], {k: v for k, v in inputs.items() if k in names})[0]
-        outputs.append(out / np.linalg.norm(out, axis=1, keepdims=True))
-    return np.sum(outputs[0] * outputs[1], axis=1)
+    return np.sum(run_graph(path_a, inputs) * run_graph(path_b, inputs), axis=1)
 
 
 def export_default(checkpoint: Path, out_dir: Path, probe_texts: list[str], probe_images: np.ndarray,

@@ -41,7 +41,7 @@ def random_resized_crops(
     """uint8 [N,S,S,3] -> float [N,3,out,out] in [0,1]: one random crop (area fraction in
     [min_scale, 1], aspect 3:4..4:3) per image, resized bilinearly; random horizontal flips."""
     n = images.shape[0]
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)  # on the images' device; the random draws stay on CPU
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)  # on the images' device; the random draws stay on the CPU
     area = torch.empty(n).uniform_(min_scale, 1.0, generator=generator)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
     w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)
@@ -170,8 +170,7 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
     sampler = Sampler(data.domains, np.random.default_rng(config["seed"]))
     generator = torch.Generator().manual_seed(config["seed"])
     text_vectors = torch.from_numpy(data.text_vectors).to(device)
-    domain_images = [torch.from_numpy(np.asarray(d.images)).to(device) if device.type != "cpu" else d.images
-                     for d in data.domains]  # fmt: skip
+    domain_images = [torch.from_numpy(np.array(d.images)).to(device) for d in data.domains]  # read once, on the device
     logger.info("training on %s", device)
     log = (out_dir / "log.jsonl").open("a")
     best: dict = {"recall@10": -1.0}
@@ -202,10 +201,7 @@ def train(config: dict, data: TrainingData, dev: DevSet | None, out_dir: Path, s
         batches, ids = [], []
         for d, domain in enumerate(data.domains):
             index, text_id = sampler.draw(d)
-            if device.type == "cpu":
-                images = torch.from_numpy(np.ascontiguousarray(domain_images[d][index]))
-            else:
-                images = domain_images[d][torch.from_numpy(index).to(device)]
+            images = domain_images[d][torch.from_numpy(index).to(device)]
             batches.append(random_resized_crops(images, size, domain.min_crop_scale, domain.flip, generator))
             ids.append(torch.from_numpy(text_id))
         text_ids = torch.cat(ids).to(device)
