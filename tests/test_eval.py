@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from opensearch_cir.compose import STRATEGIES, CompositeQuery, search
-from opensearch_cir.eval import fashion, flickr8k, formats, scenes
+from opensearch_cir.eval import fashion, flickr8k, scenes
 from opensearch_cir.eval.report import write_report
 
 COLOURS = {"Red": (220, 30, 30), "Blue": (30, 60, 220), "Black": (10, 10, 10), "White": (250, 250, 250)}
@@ -167,73 +167,6 @@ def test_search_excludes_reference_and_explains(fashion_dir, encoder, client):
     assert scores == sorted(scores, reverse=True)
 
 
-# -- CIRR / FashionIQ / CIRCO official formats --------------------------------------------------
-
-
-def _images(folder: Path, names: list[str], ext: str = ".png") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        colour = list(COLOURS.values())[i % 4]
-        Image.new("RGB", (32, 32), tuple(min(255, c + 7 * i) for c in colour)).save(folder / f"{name}{ext}")
-
-
-def test_cirr_format(tmp_path, encoder, client):
-    names = [f"dev-{i}-0-img0" for i in range(12)]
-    _images(tmp_path / "dev", names)
-    (tmp_path / "cirr" / "image_splits").mkdir(parents=True)
-    (tmp_path / "cirr" / "captions").mkdir(parents=True)
-    (tmp_path / "cirr" / "image_splits" / "split.rc2.val.json").write_text(json.dumps({n: f"./dev/{n}.png" for n in names}))
-    captions = [{"pairid": i, "reference": names[i], "target_hard": names[(i + 1) % 12],
-                 "target_soft": {names[(i + 1) % 12]: 1.0}, "caption": "make it brighter",
-                 "img_set": {"id": i, "members": [names[(i + j) % 12] for j in range(6)]}} for i in range(12)]
-    (tmp_path / "cirr" / "captions" / "cap.rc2.val.json").write_text(json.dumps(captions))
-    benchmark = formats.load_cirr(tmp_path, "val")
-    assert len(benchmark.gallery) == 12 and benchmark.queries[0]["subset"] == names[1:6]
-    result = formats.run("cirr", tmp_path, client, encoder, split="val", tune_subset=4)
-    _check_composed(result, formats.STRATEGIES)
-    for values in result["strategies"].values():
-        assert values["recall_subset@1"] <= values["recall_subset@2"] <= values["recall_subset@3"] <= 1
-
-
-def test_fashioniq_format(tmp_path, encoder, client):
-    for c, category in enumerate(formats.FASHIONIQ_CATEGORIES):
-        names = [f"B{c}{i:04d}" for i in range(8)]
-        _images(tmp_path / "images", names)
-        (tmp_path / "image_splits").mkdir(exist_ok=True)
-        (tmp_path / "captions").mkdir(exist_ok=True)
-        (tmp_path / "image_splits" / f"split.{category}.val.json").write_text(json.dumps(names))
-        caps = [{"candidate": names[i], "target": names[(i + 3) % 8], "captions": ["is darker", "has no sleeves."]}
-                for i in range(8)]
-        (tmp_path / "captions" / f"cap.{category}.val.json").write_text(json.dumps(caps))
-    assert formats.load_fashioniq(tmp_path, "dress").queries[0]["text"] == "is darker and has no sleeves"
-    result = formats.run_fashioniq(tmp_path, client, encoder, tune_subset=4)
-    assert set(result["groups"]) == set(formats.FASHIONIQ_CATEGORIES)
-    assert set(result["strategies"]["image_only"]) == {"recall@10", "recall@50"}
-
-
-def test_circo_format(tmp_path, encoder, client):
-    ids = list(range(1, 13))
-    _images(tmp_path / "COCO2017_unlabeled" / "unlabeled2017", [f"{i:012d}" for i in ids], ".jpg")
-    (tmp_path / "annotations").mkdir()
-    annotations = [{"id": q, "reference_img_id": ids[q], "target_img_id": ids[(q + 1) % 12],
-                    "relative_caption": "shows two of them", "shared_concept": "thing",
-                    "gt_img_ids": [ids[(q + 1) % 12], ids[(q + 2) % 12]]} for q in range(12)]
-    (tmp_path / "annotations" / "val.json").write_text(json.dumps(annotations))
-    result = formats.run_benchmark(formats.load_circo(tmp_path, "val"), client, encoder, protocol="circo", tune_subset=4)
-    for values in result["strategies"].values():
-        assert {"map@5", "map@10", "map@25", "map@50"} <= set(values)
-        assert 0 <= values["map@5"] <= 1
-
-
-def test_missing_annotations_are_clear_errors(tmp_path):
-    from opensearch_cir.errors import InputError
-
-    with pytest.raises(InputError, match="missing annotation file"):
-        formats.load_cirr(tmp_path)
-    with pytest.raises(InputError, match="unknown benchmark format"):
-        formats.run("cifar", tmp_path, None, None)
-
-
 def test_verdict_names_the_winner_and_checks_both_single_modalities():
     from opensearch_cir.eval.report import verdict
 
@@ -241,3 +174,20 @@ def test_verdict_names_the_winner_and_checks_both_single_modalities():
     assert "**fusion**" in verdict(rows) and "beats both" in verdict(rows)
     rows["fusion"]["recall@10"] = 0.15
     assert "does NOT beat" in verdict(rows) and "**image_only**" in verdict(rows)
+
+
+def test_reports_need_no_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    from opensearch_cir.eval import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert not report.plots_available()
+    result = {"benchmark": "CIRCO val", "strategies": {"sum": {"recall@10": 0.5, "map@10": 0.25, "queries": 2}},
+              "protocol": {"split": "val", "reference": "kept (official)", "ranking": "exact (...)", "settings": "fixed",
+                           "comparable_with_papers": "yes"}}
+    paths = write_report(result, tmp_path, "circo-val")
+    assert set(paths) == {"json", "markdown"} and not (tmp_path / "circo-val.png").exists()
+    markdown = paths["markdown"].read_text()
+    assert "**reference image**: kept (official)" in markdown and "| sum | 50.0 | 25.0 |" in markdown
+    assert "opensearch-cir[plots]" in report.PLOTS_HINT

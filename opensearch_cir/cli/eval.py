@@ -1,5 +1,6 @@
 """`cir eval ...`: the benchmarks. Each indexes into the embedded engine (through setup_index +
-Ingestor), queries through `compose.search`, and writes JSON, a markdown table and a PNG plot."""
+Ingestor), queries through `compose`, and writes JSON, a markdown table and (with the `plots`
+extra) a PNG plot."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ _TEST = typer.Option(0, "--test-queries", help="Cap on the test queries scored (
 
 
 def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str], as_json: bool,
-         body: Callable[[Any, Any], dict]) -> None:
+         body: Callable[[Any, Any], dict], **engine_options: Any) -> None:
     from ..encoders import load_encoder
     from ..engines import connect
     from ..errors import CIRError
-    from ..eval.report import write_report
+    from ..eval.report import PLOTS_HINT, write_report
 
     try:
         encoder = load_encoder(model)
-        client = connect(f"embedded://{engine_dir or out / 'engine'}")
+        client = connect(f"embedded://{engine_dir or out / 'engine'}", **engine_options)
         result = body(client, encoder)
     except CIRError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
@@ -41,6 +42,8 @@ def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str],
     else:
         typer.echo(paths["markdown"].read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+        if "plot" not in paths:
+            typer.echo(PLOTS_HINT)
 
 
 @eval_app.command("flickr8k")
@@ -92,27 +95,45 @@ def scenes(
                                            tune_subset=tune_queries, test_subset=test_queries or None))
 
 
-def _official_command(protocol: str, layout: str, summary: str) -> None:
-    """Register `cir eval PROTOCOL` for a data set in its official format (see `eval.formats`)."""
+EXACT_HNSW_THRESHOLD = 2**62  # no HNSW graph: every k-NN query of a benchmark scores the whole gallery
+
+
+def _official_command(dataset: str, layout: str, summary: str) -> None:
+    """Register `cir eval DATASET` for a data set in its official layout (see `eval.formats`, `eval.runner`)."""
 
     def command(
         data: Path = typer.Option(..., "--data", help=f"Data set root ({layout})."),
-        split: str = typer.Option("val"), tune_queries: int = _TUNE, test_queries: int = _TEST,
+        split: str = typer.Option("val", help="Split to score (the whole split); a test split writes the "
+                                  "official submission files instead."),
+        reference: str = typer.Option("official", help="Reference image in the results: official (CIRR removes "
+                                      "it, FashionIQ and CIRCO keep it), remove or keep."),
+        ann: bool = typer.Option(False, "--ann", help="Use the index's approximate k-NN (HNSW) instead of exact ranking."),
+        tune_on: Optional[str] = typer.Option(None, "--tune-on", help="Tune fusion alpha / slerp lambda on this "
+                                              "other split (default: fixed settings, as the papers' zero-shot tables)."),
+        tune_queries: int = typer.Option(200, "--tune-queries", help="Queries of --tune-on used for tuning."),
+        limit: int = typer.Option(0, "--limit", help="Score only the first N queries (quick runs; not comparable)."),
         out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
     ) -> None:
-        from ..eval import formats
+        from ..eval import runner
 
-        _run(f"{protocol}-{split}", out, engine_dir, model, as_json,
-             lambda client, encoder: formats.run(protocol, data, client, encoder, split=split,
-                                                 tune_subset=tune_queries, test_subset=test_queries or None))
+        def body(client: Any, encoder: Any) -> dict:
+            settings = runner.Settings(split=split, reference=reference, exact=not ann, tune_on=tune_on,
+                                       tune_queries=tune_queries, limit=limit or None, out=out)
+            return runner.run(dataset, data, client, encoder, settings)
+
+        options = {} if ann else {"hnsw_threshold": EXACT_HNSW_THRESHOLD}
+        _run(f"{dataset}-{split}", out, engine_dir, model, as_json, body, **options)
 
     command.__doc__ = summary
-    eval_app.command(protocol)(command)
+    eval_app.command(dataset)(command)
 
 
-_official_command("cirr", "cirr/captions, cirr/image_splits, images", "CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3.")
-_official_command("fashioniq", "captions, image_splits, images", "FashionIQ: Recall@10/50 per category and averaged.")
-_official_command("circo", "annotations, COCO2017_unlabeled/unlabeled2017", "CIRCO: mAP@5/10/25/50.")
+_official_command("cirr", "cirr/captions, cirr/image_splits and the images (ROOT/dev or cirr/img_raw/dev)",
+                  "CIRR: Recall@1/5/10/50 and Recall_subset@1/2/3 (reference removed); test1 writes the server files.")
+_official_command("fashioniq", "captions, image_splits, images",
+                  "FashionIQ: Recall@10/50 per category, their averages and the overall (reference kept).")
+_official_command("circo", "annotations, COCO2017_unlabeled",
+                  "CIRCO: mAP@5/10/25/50 and Recall@K on the target (reference kept); test writes the server file.")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,13 +37,8 @@ def build_index(client: Any, index: str, encoder: Any, records: Iterable[Any], *
     from ..admin import setup_index
     from ..ingest import Ingestor
 
-    if client.indices.exists(index=index):
-        count = client.count(index=index)["count"]
-        meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {}).get("cir", {})
-        if count == expected and meta.get("model_id") == encoder.model_id:
-            log.info("reusing %s (%d documents)", index, count)
-            return
-        client.indices.delete(index=index)
+    if reuse_index(client, index, encoder, expected):
+        return
     setup_index(client, index, encoder.manifest)
     ingestor = Ingestor(client, index, encoder, progress=True, total=expected)
     for record in records:
@@ -53,6 +48,20 @@ def build_index(client: Any, index: str, encoder: Any, records: Iterable[Any], *
     count = client.count(index=index)["count"]
     if count != expected:
         raise CIRError(f"{index}: expected {expected} documents after ingestion, found {count} ({report})")
+
+
+def reuse_index(client: Any, index: str, encoder: Any, expected: int) -> bool:
+    """True when `index` already holds `expected` documents of `encoder`'s model (kept between
+    runs); otherwise a stale `index` is deleted and False returned."""
+    if not client.indices.exists(index=index):
+        return False
+    count = client.count(index=index)["count"]
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {}).get("cir", {})
+    if count == expected and meta.get("model_id") == encoder.model_id:
+        log.info("reusing %s (%d documents)", index, count)
+        return True
+    client.indices.delete(index=index)
+    return False
 
 
 @dataclass

@@ -58,7 +58,9 @@ def recall_subset_at_k(
     k: int,
 ) -> float:
     """CIRR Recall_subset@K: the ranking restricted to the query's image set (reference removed),
-    hit when the target is within its first k."""
+    hit when the target is within its first k. Each ranking must hold every subset member in its
+    full-ranking order (the whole ranking, or the members alone): a truncated top-50 list would
+    miss members ranked deeper (SEARLE `validate.py` masks the full sorted gallery)."""
     if not len(rankings) == len(targets) == len(subsets) or not rankings:
         raise ValueError("need the same, non-zero number of rankings, targets and subsets")
     hits = []

@@ -1,4 +1,5 @@
-"""Benchmark outputs: the JSON document, a markdown table and a PNG plot comparing strategies."""
+"""Benchmark outputs: the JSON document and a markdown table (no plotting library needed), plus a
+PNG plot comparing strategies when matplotlib is installed (the `plots` extra)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,18 @@ def render_markdown(result: dict) -> str:
     """The markdown report of one benchmark result (composed or flickr8k)."""
     title = result.get("benchmark", "benchmark")
     parts = [f"## {title}", ""]
-    if "strategies" in result:
+    if "protocol" in result:
+        parts += protocol_lines(result["protocol"]) + [""]
+        if result.get("strategies"):
+            parts += [verdict(result["strategies"]), "", "Metrics in %.", "", markdown_table(result["strategies"]), ""]
+        else:
+            parts += ["No public targets on this split: submission files only.", ""]
+        for group, rows in result.get("groups", {}).items():
+            if rows:
+                parts += [f"### {group}", "", markdown_table(rows), ""]
+        if any(result.get("tuned", {}).values()):
+            parts += ["### parameters", "", "```json", json.dumps(result["tuned"], indent=1), "```", ""]
+    elif "strategies" in result:
         parts += [verdict(result["strategies"]), ""]
         queries = result.get("queries", {})
         parts += [f"Test half: {queries.get('test_overall', queries.get('test', '?'))} queries "
@@ -58,9 +70,32 @@ def render_markdown(result: dict) -> str:
     else:
         rows = {direction: result[direction] for direction in ("t2i", "i2t") if direction in result}
         parts += [markdown_table(rows), ""]
+    if result.get("submissions"):
+        parts += ["### submission files", "", "```json", json.dumps(result["submissions"], indent=1), "```", ""]
     for note in result.get("notes", []):
         parts.append(f"- {note}")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def protocol_lines(protocol: dict) -> list[str]:
+    """The protocol of a run as markdown bullets (every official-benchmark report starts with them)."""
+    labels = {"split": "split", "category": "category", "gallery": "gallery images", "queries": "queries scored",
+              "reference": "reference image", "ranking": "ranking", "depth": "results per query",
+              "settings": "settings", "empty_text_queries": "queries with an empty text (ranked by their reference image)",
+              "comparable_with_papers": "comparable with the papers' tables"}
+    return [f"- **{label}**: {protocol[key]}" for key, label in labels.items() if protocol.get(key) is not None]
+
+
+PLOTS_HINT = "no plot: matplotlib is not installed (pip install 'opensearch-cir[plots]' for the PNG)"
+
+
+def plots_available() -> bool:
+    """Whether matplotlib (the `plots` extra) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def plot(result: dict, path: Path) -> None:
@@ -96,12 +131,16 @@ def plot(result: dict, path: Path) -> None:
 
 
 def write_report(result: dict, out_dir: Path, name: str) -> dict[str, Path]:
-    """Write `<name>.json`, `<name>.md` and `<name>.png` into `out_dir`."""
+    """Write `<name>.json`, `<name>.md` and, when matplotlib is installed and there is something to
+    plot, `<name>.png` into `out_dir` (no "plot" key otherwise: see PLOTS_HINT)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md", "plot": out_dir / f"{name}.png"}
+    paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md"}
     paths["json"].write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     paths["markdown"].write_text(render_markdown(result))
-    plot(result, paths["plot"])
+    has_rows = bool(result.get("strategies")) or any(d in result for d in ("t2i", "i2t"))
+    if has_rows and plots_available():
+        paths["plot"] = out_dir / f"{name}.png"
+        plot(result, paths["plot"])
     return paths
 
 
