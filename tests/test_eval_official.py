@@ -260,7 +260,8 @@ def test_identical_images_stay_separate_documents(tmp_path, encoder, client):
 def test_fashioniq_val_keeps_the_reference_and_averages_as_the_papers(tmp_path, encoder, client):
     write_fashioniq(tmp_path, "val")
     result = runner.run("fashioniq", tmp_path, client, encoder, _settings())
-    assert result["protocol"]["reference"] == "kept (official)"
+    assert result["protocol"]["reference"] == "kept (official)" and result["protocol"]["queries"] == 36
+    assert result["protocol"]["gallery"] == {"dress": 12, "shirt": 12, "toptee": 12}
     for category in formats.FASHIONIQ_CATEGORIES:
         benchmark = formats.load_fashioniq(tmp_path, category, "val")
         for strategy in SIMPLE:

@@ -76,9 +76,12 @@ def run(dataset: str, root: str | Path, client: Any, encoder: Any, settings: Set
     per_category = {c: run_split(load(dataset, root, settings.split, c), client, encoder, settings, root)
                     for c in FASHIONIQ_CATEGORIES}
     first = next(iter(per_category.values()))
-    result = {"benchmark": f"FashionIQ {settings.split}", "protocol": {**first["protocol"], "gallery": {
-        c: r["protocol"]["gallery"] for c, r in per_category.items()}, "queries": sum(
-        r["protocol"]["queries"] for r in per_category.values())},
+    protocol = {**first["protocol"], "category": None,
+                "gallery": {c: r["protocol"]["gallery"] for c, r in per_category.items()},
+                **{key: sum(r["protocol"][key] for r in per_category.values()) for key in ("queries", "empty_text_queries")}}
+    if settings.exact:
+        protocol["ranking"] = "exact (every query scored against all images of its category's split)"
+    result = {"benchmark": f"FashionIQ {settings.split}", "protocol": protocol,
         "groups": {c: r["strategies"] for c, r in per_category.items()},
         "tuned": {c: r["tuned"] for c, r in per_category.items()},
         "submissions": {c: r["submissions"] for c, r in per_category.items() if r["submissions"]},
