@@ -98,6 +98,8 @@ def test_fashion_benchmark_end_to_end(fashion_dir, encoder, client, tmp_path):
     paths = write_report(result, tmp_path / "out", "fashion")
     assert json.loads(paths["json"].read_text())["strategies"]["hybrid"]["recall@10"] >= 0
     assert "| hybrid |" in paths["markdown"].read_text()
+    assert "**reference image**: removed" in paths["markdown"].read_text()
+    assert "**split**: test half of the queries" in paths["markdown"].read_text()
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -138,6 +140,8 @@ def test_flickr8k_any_split(tmp_path, encoder, client):
         assert values["recall@1"] <= values["recall@5"] <= values["recall@10"]
         assert 1 <= values["median_rank"] <= 40
     assert result["t2i"]["recall@10"] == 1.0  # 8 images: the top 10 holds every image
+    markdown = write_report(result, tmp_path / "out", "flickr8k-mini")["markdown"].read_text()
+    assert "**ranking**: the engine's k-NN (exact below 50000 documents)" in markdown and "| t2i |" in markdown
     # 5 of the 40 captions are right: random vectors find one in the top 10 most of the time, never all at rank 1
     assert result["i2t"]["recall@10"] > 0 and result["i2t"]["recall@1"] < 1
 

@@ -26,7 +26,7 @@ def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str],
     from ..encoders import load_encoder
     from ..engines import connect
     from ..errors import CIRError
-    from ..eval.report import PLOTS_HINT, write_report
+    from ..eval.report import PLOTS_HINT, plots_available, write_report
 
     try:
         encoder = load_encoder(model)
@@ -42,7 +42,7 @@ def _run(name: str, out: Path, engine_dir: Optional[Path], model: Optional[str],
     else:
         typer.echo(paths["markdown"].read_text())
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
-        if "plot" not in paths:
+        if not plots_available():
             typer.echo(PLOTS_HINT)
 
 

@@ -82,6 +82,9 @@ def run(data: str | Path, client: Any, encoder: Any, *, split: str = "dev", dept
         "t2i": _direction_metrics(t2i_rankings, t2i_relevant),
         "i2t": _direction_metrics(i2t_rankings, i2t_relevant),
         "gallery": {"images": len(images), "captions": len(pairs)},
+        "protocol": {"split": f"{split} (every caption and image of it)", "gallery": f"{len(images)} images / {len(pairs)} captions",
+                     "ranking": f"the engine's k-NN (exact below {getattr(client, 'hnsw_threshold', 'the cluster')} documents), "
+                                f"first {k} results", "settings": "text_only / image vector, nothing tuned"},
         "notes": [f"{len(images)} images, {len(pairs)} captions of split {split!r}; ranks beyond {k} count as misses"],
     }
 

@@ -198,6 +198,11 @@ def run_composed(
         "tuning": tuning,
         "tuning_metric": f"{TUNING_METRIC} on {len(dev)} dev queries",
         "queries": {"dev": len(dev), "test": len(test), "test_overall": len(overall)},
+        "protocol": {"split": f"test half of the queries ({len(test)}; a hash of the query id), never used for tuning",
+                     "reference": "removed (compose excludes the reference document)",
+                     "ranking": f"compose through the engine (k-NN exact below {getattr(client, 'hnsw_threshold', 'the cluster')}"
+                                " documents, HNSW above; hybrid via the search pipeline)",
+                     "settings": f"tuned on {len(dev)} dev-half queries by {TUNING_METRIC} (see tuned parameters)"},
     }
 
 

@@ -48,6 +48,7 @@ def render_markdown(result: dict) -> str:
     parts = [f"## {title}", ""]
     if "protocol" in result:
         parts += protocol_lines(result["protocol"]) + [""]
+    if "protocol" in result and not isinstance(result.get("queries"), dict) and not any(d in result for d in ("t2i", "i2t")):
         if result.get("strategies"):
             parts += [verdict(result["strategies"]), "", "Metrics in %.", "", markdown_table(result["strategies"]), ""]
         else:
@@ -78,7 +79,7 @@ def render_markdown(result: dict) -> str:
 
 
 def protocol_lines(protocol: dict) -> list[str]:
-    """The protocol of a run as markdown bullets (every official-benchmark report starts with them)."""
+    """The protocol of a run as markdown bullets (every benchmark report starts with them)."""
     labels = {"split": "split", "category": "category", "gallery": "gallery images", "queries": "queries scored",
               "reference": "reference image", "ranking": "ranking", "depth": "results per query",
               "settings": "settings", "empty_text_queries": "queries with an empty text (ranked by their reference image)",

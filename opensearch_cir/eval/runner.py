@@ -274,7 +274,7 @@ def describe_protocol(benchmark: Benchmark, settings: Settings, remove: bool, qu
     ranking = (f"exact (every query scored against all {len(benchmark.gallery):,} gallery images)" if settings.exact
                else "approximate (the engine's k-NN index: HNSW from its threshold up)")
     tuning = (f"tuned on {settings.tune_on} ({settings.tune_queries} queries max), {', '.join(curves)}"
-              if settings.tune_on else "fixed (no tuning): Weights defaults")
+              if settings.tune_on else f"fixed (no tuning): fusion alpha {settings.weights.alpha}, slerp lambda {settings.weights.lam}")
     caveats = []
     if remove != official_remove:
         caveats.append("reference handling differs from the official code")
