@@ -169,6 +169,16 @@ def test_circo_recall_counts_only_the_target_and_map_every_ground_truth():
     assert scores["map@10"] == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
 
 
+def test_circo_semantic_aspects_average_ap10_per_aspect():
+    gallery = [str(i) for i in range(20)]
+    queries = [Query(0, "19", "x", target="1", relevant=["1", "2"], annotation={"semantic_aspects": ["cardinality", "addition"]}),
+               Query(1, "19", "y", target="3", relevant=["3"], annotation={"semantic_aspects": ["cardinality"]})]
+    aspects = official.circo_semantic_map(_bench(queries, gallery, "circo"), [["1", "0", "2"], ["0", "3"]])
+    # AP@10: query 0 (1/1 + 2/3) / 2; query 1 (1/2) / 1
+    assert aspects["addition"] == {"map@10": pytest.approx(5 / 6), "queries": 1}
+    assert aspects["cardinality"] == {"map@10": pytest.approx((5 / 6 + 1 / 2) / 2), "queries": 2}
+
+
 def test_fashioniq_summary_is_the_papers_average():
     per = {"dress": {"recall@10": 0.2, "recall@50": 0.4, "queries": 2},
            "shirt": {"recall@10": 0.3, "recall@50": 0.5, "queries": 3},
@@ -302,6 +312,7 @@ def test_circo_val_matches_the_official_evaluation_of_its_submission(tmp_path, e
         assert {k: got[k] for k in expected} == pytest.approx(expected), strategy
         ranked = reference_rankings(benchmark, encoder, strategy, remove=False)
         assert [[str(i) for i in submission[str(q)]] for q in range(10)] == ranked[:, :24].tolist()
+    assert result["groups"]["semantic aspect: cardinality"]["sum"]["queries"] == 10
 
 
 def test_circo_test_submission_and_glob_gallery(tmp_path, encoder, client):

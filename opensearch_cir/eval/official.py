@@ -74,6 +74,16 @@ def score(benchmark: Benchmark, rankings: Sequence[Sequence[str]], subset_rankin
     return result
 
 
+def circo_semantic_map(benchmark: Benchmark, rankings: Sequence[Sequence[str]], k: int = 10) -> dict[str, dict[str, float]]:
+    """mAP@10 per CIRCO semantic aspect (`semantic_aspects` of each query), as `evaluation.py` prints
+    and the server reports; a query counts for each of its aspects."""
+    by_aspect: dict[str, list[float]] = {}
+    for query, ranking in zip(benchmark.queries, rankings):
+        for aspect in query.annotation.get("semantic_aspects", []):
+            by_aspect.setdefault(aspect, []).append(metrics.average_precision_at_k(ranking, set(query.relevant or ()), k))
+    return {aspect: {f"map@{k}": sum(aps) / len(aps), "queries": len(aps)} for aspect, aps in sorted(by_aspect.items())}
+
+
 def fashioniq_summary(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
     """The papers' FashionIQ columns: R@10 and R@50 averaged over the categories, and their mean."""
     average = {f"recall@{k}": sum(r[f"recall@{k}"] for r in per_category.values()) / len(per_category) for k in (10, 50)}

@@ -105,6 +105,7 @@ def run_split(benchmark: Benchmark, client: Any, encoder: Any, settings: Setting
     prepared = prepare_queries(client, index, encoder, benchmark, remove)
     empty = sum(p.text is None for p in prepared)
     scores: dict[str, dict] = {}
+    groups: dict[str, dict[str, dict]] = {}
     submissions: dict[str, dict[str, str]] = {}
     for strategy in tqdm(settings.strategies, desc=f"{benchmark.name}: ranking", unit="strategy", leave=False):
         rankings = rank(client, index, prepared, strategy, tuned[strategy])
@@ -112,6 +113,9 @@ def run_split(benchmark: Benchmark, client: Any, encoder: Any, settings: Setting
             if protocol.subset_ks else None
         if benchmark.has_targets:
             scores[strategy] = official.score(benchmark, rankings, subsets, protocol)
+            if benchmark.dataset == "circo":
+                for aspect, values in official.circo_semantic_map(benchmark, rankings).items():
+                    groups.setdefault(f"semantic aspect: {aspect}", {})[strategy] = values
         if settings.out is not None:
             submissions[strategy] = write_submissions(benchmark, rankings, subsets, settings, strategy, remove)
     return {
@@ -119,10 +123,12 @@ def run_split(benchmark: Benchmark, client: Any, encoder: Any, settings: Setting
         "index": index,
         "protocol": describe_protocol(benchmark, settings, remove, len(prepared), empty, curves),
         "strategies": scores,
+        "groups": groups,
         "tuned": {s: _parameters(s, tuned[s]) for s in settings.strategies},
         "tuning": curves,
         "submissions": submissions,
-        "notes": [],
+        "notes": [] if not submissions or remove == protocol.remove_reference else
+        ["The submission files follow a non-official reference protocol: not for the test servers."],
     }
 
 
