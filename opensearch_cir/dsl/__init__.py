@@ -5,6 +5,7 @@ from .ml import connector_body, ingest_pipeline_body, model_register_body
 from .pipelines import (
     DEFAULT_PIPELINE,
     PIPELINES,
+    for_dialect,
     normalization_pipeline,
     pipeline_id,
     rrf_pipeline,
@@ -18,6 +19,7 @@ from .query import (
     neural_clause,
     search_body,
     term_filters,
+    with_filter,
 )
 from .validate import validate_request
 
@@ -27,6 +29,7 @@ __all__ = [
     "PIPELINES",
     "VECTOR_FIELDS",
     "connector_body",
+    "for_dialect",
     "hybrid_body",
     "ingest_pipeline_body",
     "knn_clause",
@@ -39,4 +42,5 @@ __all__ = [
     "search_body",
     "term_filters",
     "validate_request",
+    "with_filter",
 ]
