@@ -25,6 +25,7 @@ from ..resources import index_templates_dir
 SEARCH_PIPELINES_DIR = "search_pipelines"
 DEFAULT_PIPELINE = "cir-min-max"
 DEFAULT_RANK_CONSTANT = 60
+EQUAL_WEIGHT_TOLERANCE = 1e-3  # weights rounded to 4 decimals summing to 1 (1/3 -> 0.3333, 0.3334)
 
 NORMALIZATIONS = ("min_max", "l2", "z_score")
 COMBINATIONS = ("arithmetic_mean", "geometric_mean", "harmonic_mean")
@@ -96,8 +97,8 @@ def rrf_pipeline(
     """
     dialect = dialect or latest()
     combination: dict = {"technique": "rrf"}
-    if weights is not None and len({round(float(w), 6) for w in weights}) <= 1 and not dialect.supports("rrf_weights"):
-        weights = None  # equal weights: the unweighted sum 2.19/3.0 compute anyway
+    if weights is not None and max(weights) - min(weights) <= EQUAL_WEIGHT_TOLERANCE and not dialect.supports("rrf_weights"):
+        weights = None  # equal weights (up to rounding to a unit sum): the unweighted sum 2.19/3.0 compute anyway
     if weights is not None:
         dialect.require("rrf_weights", "weighted RRF (unequal sub-query weights with rrf)")
     if dialect.supports("rrf_weights"):
