@@ -225,3 +225,12 @@ def test_cluster_connect_takes_a_version_for_serverless():
 
     client = connect("https://abc.us-east-1.aoss.amazonaws.com", opensearch_version="2.19")
     assert client.cir_serverless and detect(client) == Dialect.of("2.19", "aoss")
+
+
+def test_the_docs_mirror_the_table():
+    from opensearch_cir.dialect import format_version
+
+    text = (index_templates_dir().parent / "docs" / "opensearch-versions.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in text.splitlines()
+            if line.startswith("| `") and line.count("|") == 5}
+    assert rows == {name: format_version(feature.since) for name, feature in FEATURES.items()}
