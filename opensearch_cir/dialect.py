@@ -171,7 +171,8 @@ def detect(client: Any) -> Dialect:
 
     Order: an explicit `client.cir_dialect`, `$CIR_OPENSEARCH_VERSION`, then `GET /` and the plugins.
     A client without `info()` (test doubles) gets the latest version's rules. A Serverless client
-    (`aws_service="aoss"`, no `GET /`) without a version gets the oldest supported version's rules.
+    (`aws_service="aoss"`, no `GET /`), or one whose `GET /` is refused (401/403/404), without a
+    version gets the oldest supported version's rules: every body it then sends works on all.
     """
     known = getattr(client, "cir_dialect", None)
     if isinstance(known, Dialect):
@@ -185,7 +186,14 @@ def detect(client: Any) -> Dialect:
         if not override:
             log.warning("OpenSearch Serverless reports no version; using %s rules (set %s)", dialect, VERSION_ENV)
     else:
-        dialect = dialect_from_info(info_call() or {}, _plugins_of(client), override)
+        try:
+            info = info_call() or {}
+        except Exception as exc:  # a user without cluster:monitor/main, or a proxy hiding GET /
+            if getattr(exc, "status_code", None) not in (401, 403, 404):
+                raise
+            log.warning("GET / refused (%s): using OpenSearch %s rules; set %s", exc, format_version(OLDEST), VERSION_ENV)
+            info = {"version": {"distribution": "opensearch", "number": override or format_version(OLDEST)}}
+        dialect = dialect_from_info(info, _plugins_of(client), override)
     try:
         client.cir_dialect = dialect
     except AttributeError:

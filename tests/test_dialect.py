@@ -25,7 +25,6 @@ from opensearch_cir.resources import index_templates_dir
 
 V219, V30, V31, V33 = (Dialect.of(v) for v in ("2.19.0", "3.0.0", "3.1.0", "3.3.0"))
 MODEL = SimpleNamespace(model_id="tiny-random-32", embedding_dim=32)
-VECTOR = [0.25] * 32
 
 
 def prepared(filters=None) -> PreparedQuery:
@@ -234,3 +233,15 @@ def test_the_docs_mirror_the_table():
     rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in text.splitlines()
             if line.startswith("| `") and line.count("|") == 5}
     assert rows == {name: format_version(feature.since) for name, feature in FEATURES.items()}
+
+
+def test_a_refused_get_root_falls_back_to_the_oldest_rules():
+    class Forbidden(Exception):
+        status_code = 403
+
+    def info():
+        raise Forbidden("no cluster:monitor/main")
+
+    assert detect(SimpleNamespace(info=info)).version == (2, 19, 0)
+    with pytest.raises(ConnectionError):
+        detect(SimpleNamespace(info=lambda: (_ for _ in ()).throw(ConnectionError("down"))))

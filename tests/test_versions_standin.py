@@ -6,6 +6,7 @@ on loopback behind `CIR_API_KEY` and the cluster calling it the way ml-commons d
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import threading
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from standin_cluster import StandinCluster
+from test_service_support import png_bytes
 from typer.testing import CliRunner
 
 from opensearch_cir import dsl
@@ -29,9 +31,7 @@ COLOURS = {"red": (220, 20, 20), "blue": (20, 40, 220), "green": (20, 180, 40), 
 
 
 def png(rgb) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(Image.new("RGB", (32, 32), rgb))
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,6 @@ def test_setup_then_composed_searches(version, model, encoder_service, environme
         client = connect(cluster.url)
         (model_id,) = cluster.models
         image = Image.open(io.BytesIO(png(COLOURS["red"])))
-        import base64
-
         b64 = base64.b64encode(png(COLOURS["red"])).decode()
         # ml-commons' parameters for an image-only input (neural query_image / text_image_embedding image)
         answer = client.ml.predict(algorithm_name="remote", model_id=model_id,
