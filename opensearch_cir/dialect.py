@@ -83,6 +83,8 @@ FEATURES: dict[str, Feature] = dict([
     _feature("knn_method_parameters", "2.16.0", KNN + "index/query/KNNQueryBuilder.java (method_parameters)",
              "knn `method_parameters`"),
     _feature("knn_rescore", "2.17.0", KNN + "index/query/parser/RescoreParser.java", "knn `rescore`"),
+    _feature("knn_top_level_space_type", "2.17.0", KNN + "index/mapper/KNNVectorFieldMapper.java "
+             "(TOP_LEVEL_PARAMETER_SPACE_TYPE)", "knn_vector `space_type` beside `method`"),
     _feature("nmslib_blocked", "3.0.0", KNN + "index/engine/KNNEngine.java (NMSLIB deprecated V_3_0_0)",
              "no new nmslib indices"),
 ])

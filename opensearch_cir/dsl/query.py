@@ -62,10 +62,13 @@ def neural_clause(
     query_text: str | None = None,
     query_image: str | None = None,
     filter: dict | None = None,
+    dialect: Dialect | None = None,
 ) -> dict:
     """`{"neural": {field: {...}}}`: OpenSearch embeds text and/or a base64 image with a remote model."""
     if query_text is None and query_image is None:
         raise ValueError("a neural query needs query_text, query_image (base64) or both")
+    if query_text is None:
+        (dialect or latest()).require("neural_query_image")
     if not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     params: dict[str, Any] = {"model_id": model_id, "k": int(k)}

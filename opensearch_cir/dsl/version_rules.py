@@ -107,6 +107,8 @@ def _ingest_pipeline(body: dict, dialect: Dialect) -> Iterator[str]:
 def _mappings(body: dict, dialect: Dialect) -> Iterator[str]:
     root = body.get("template", body)
     for path, node in _nodes(root.get("mappings") if isinstance(root, dict) else None, "$.mappings"):
+        if node.get("type") == "knn_vector" and "space_type" in node:
+            yield from _lacks(dialect, "knn_top_level_space_type", f"{path}.space_type")
         method = node.get("method") if node.get("type") == "knn_vector" else None
         if isinstance(method, dict) and method.get("engine") == "nmslib" and dialect.supports("nmslib_blocked"):
             yield f"{path}.method.engine: nmslib cannot be used for new indices since OpenSearch 3.0"
