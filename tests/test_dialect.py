@@ -245,3 +245,36 @@ def test_a_refused_get_root_falls_back_to_the_oldest_rules():
     assert detect(SimpleNamespace(info=info)).version == (2, 19, 0)
     with pytest.raises(ConnectionError):
         detect(SimpleNamespace(info=lambda: (_ for _ in ()).throw(ConnectionError("down"))))
+
+
+def test_setup_goes_on_past_a_failed_step_and_reports_it(tmp_path, monkeypatch):
+    """A pipeline the cluster refuses (a 500 here) does not stop the template, the index or the other pipelines."""
+    from typer.testing import CliRunner
+
+    from opensearch_cir.cli import app
+    from opensearch_cir.cli import setup as setup_cli
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.errors import EngineError
+
+    client = InMemoryClient()
+    client.cir_dialect = V219
+    put = client.search_pipeline.put
+
+    def flaky_put(id, body):
+        if id == "cir-l2":
+            raise EngineError("boom", status=500)
+        put(id=id, body=body)
+
+    client.search_pipeline.put = flaky_put
+    with pytest.raises(admin.SetupIncomplete, match="search pipeline cir-l2: boom") as info:
+        admin.setup_index(client, "cir-f", MODEL)
+    report = info.value.report
+    assert report.index_action == "created" and "cir-template-cir-f" in client.templates
+    assert set(report.pipelines) == {"cir-min-max", "cir-rrf"} and "search pipeline cir-z-score" in report.skipped
+
+    monkeypatch.setattr(setup_cli, "connect_from_options", lambda *a, **k: client)
+    result = CliRunner().invoke(app, ["setup", "--index", "cir-g", "--model", str(build_tiny_model(tmp_path / "tiny"))])
+    assert result.exit_code == 1
+    assert "index cir-g: created" in result.output and "search pipeline cir-rrf: unchanged" in result.output
+    assert "skipped search pipeline cir-z-score: z_score normalisation needs OpenSearch 3.0.0" in result.output
+    assert "failed search pipeline cir-l2: boom" in result.output
