@@ -140,10 +140,10 @@ def dialect_from_info(info: dict, plugins: dict[str, str] | None = None, overrid
     version = info.get("version") or {}
     distribution = version.get("distribution") or ("elasticsearch" if version.get("number") else "unknown")
     names = frozenset(plugins) if plugins is not None else None
+    if distribution == EMBEDDED_DISTRIBUTION:  # it runs one version's rules: an override cannot change them
+        return Dialect(parse_version(version["number"]), distribution, names)
     if override:
         return Dialect(parse_version(override), distribution if distribution != "elasticsearch" else "opensearch", names)
-    if distribution == EMBEDDED_DISTRIBUTION:
-        return Dialect(parse_version(version["number"]), distribution, names)
     number = version.get("number")
     plugin_version = next((plugins[name] for name in _PLUGIN_FOR_VERSION if plugins and name in plugins), None)
     if distribution == "opensearch" and number:

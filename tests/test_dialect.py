@@ -278,3 +278,11 @@ def test_setup_goes_on_past_a_failed_step_and_reports_it(tmp_path, monkeypatch):
     assert "index cir-g: created" in result.output and "search pipeline cir-rrf: unchanged" in result.output
     assert "skipped search pipeline cir-z-score: z_score normalisation needs OpenSearch 3.0.0" in result.output
     assert "failed search pipeline cir-l2: boom" in result.output
+
+
+def test_the_version_override_leaves_the_embedded_engine_alone(tmp_path, monkeypatch):
+    from opensearch_cir.engines import connect
+
+    monkeypatch.setenv(VERSION_ENV, "2.19.0")
+    client = connect(f"embedded://{tmp_path}", opensearch_version="2.19.0")
+    assert detect(client).version == (3, 3, 0)
