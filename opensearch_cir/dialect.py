@@ -87,6 +87,13 @@ FEATURES: dict[str, Feature] = dict([
              "(TOP_LEVEL_PARAMETER_SPACE_TYPE)", "knn_vector `space_type` beside `method`"),
     _feature("nmslib_blocked", "3.0.0", KNN + "index/engine/KNNEngine.java (NMSLIB deprecated V_3_0_0)",
              "no new nmslib indices"),
+    # scoring behaviour, not request rules: no body changes, but scores differ across the line
+    _feature("bm25_similarity", "3.0.0", "OpenSearch core server/src/main/java/org/opensearch/index/similarity/"
+             "SimilarityService.java (default BM25Similarity, 2.x LegacyBM25Similarity: scores / 2.2)",
+             "BM25 scores without the legacy (k1 + 1) factor"),
+    _feature("keyword_term_constant_score", "3.0.0", "OpenSearch core server/src/main/java/org/opensearch/index/"
+             "mapper/KeywordFieldMapper.java (useSimilarity false by default, OpenSearch PR #17889)",
+             "constant-score term queries on keyword fields"),
 ])
 
 OLDEST: Version = (2, 19, 0)

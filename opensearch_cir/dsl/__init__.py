@@ -1,5 +1,9 @@
 """OpenSearch request bodies: query DSL builders, search/ingest pipelines, ml-commons bodies, and
-`validate_request(kind, body)` (the OpenAPI spec plus our stricter rules)."""
+`validate_request(kind, body[, dialect=])` (the OpenAPI spec, our stricter rules and a version's rules).
+
+Builders whose body depends on the cluster's version take `dialect=` (`opensearch_cir.dialect`;
+default: the newest version's rules) and emit what that version accepts or refuse naming the
+first version with the feature."""
 
 from .ml import connector_body, ingest_pipeline_body, model_register_body
 from .pipelines import (
