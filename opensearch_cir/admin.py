@@ -58,9 +58,12 @@ class SetupReport:
     remote_model: str | None = None
 
     def run(self, step: str, action):
-        """Run one step; a failure is recorded under `step` instead of stopping the setup."""
+        """Run one step; a failure is recorded under `step` instead of stopping the setup
+        (an index of another model is a refusal, not a failure: it is raised)."""
         try:
             return action()
+        except IndexMismatchError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the rest
             log.warning("setup step %s failed: %s", step, exc)
             self.failed[step] = str(exc)

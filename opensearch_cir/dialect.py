@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .errors import CIRError
+from .errors import CIRError, UnsupportedQueryError
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ EMBEDDED_VERSION = "3.3.0"
 _PLUGIN_FOR_VERSION = ("opensearch-neural-search", "opensearch-knn", "opensearch-ml")
 
 
-class UnsupportedFeatureError(CIRError):
-    """The cluster's version lacks a feature a request needs (the message names the first version with it)."""
+class UnsupportedFeatureError(UnsupportedQueryError):
+    """The cluster's version lacks a feature a request needs (the message names the first version with it);
+    the service answers it with 400, like any query the engine cannot run."""
 
 
 @dataclass(frozen=True)

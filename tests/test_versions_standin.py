@@ -160,3 +160,27 @@ def test_the_standin_refuses_what_the_old_version_refuses(tmp_path):
         body = dsl.hybrid_body([dsl.match_clause("caption", "red")], size=3, filter={"term": {"model_id": "x"}})
         assert "does not support [filter]" in reason_of(lambda: client.search(index="any", body=body))
         assert len(cluster.refusals) == 4
+
+
+def test_the_service_answers_a_missing_feature_with_400(model, tmp_path, monkeypatch):
+    """/search on a 2.19 cluster with z_score: a 400 naming 3.0.0, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.service import Settings, create_app
+
+    monkeypatch.delenv("CIR_OPENSEARCH_VERSION", raising=False)
+    with StandinCluster("2.19.0", tmp_path / "cluster") as cluster:
+        client = connect(cluster.url)
+        setup_index(client, INDEX, model[1].manifest)
+        with Ingestor(client, INDEX, model[1]) as ingestor:
+            for name, rgb in COLOURS.items():
+                ingestor.add(Record(image=png(rgb), captions=[f"a {name} shirt"], uri=f"{name}.png"))
+        client.indices.refresh(index=INDEX)
+        settings = Settings(engine_url=cluster.url, index=INDEX, upload_dir=str(tmp_path / "uploads"))
+        service = TestClient(create_app(settings, client=client, encoder=model[1]), raise_server_exceptions=False)
+        response = service.post("/search", data={"text": "a red shirt", "strategy": "hybrid",
+                                                  "weights": '{"normalization": "z_score"}'})
+        assert response.status_code == 400 and "needs OpenSearch 3.0.0" in response.json()["detail"], response.text
+        ok = service.post("/search", data={"text": "a red shirt", "strategy": "hybrid", "weights": '{"normalization": "l2"}'})
+        assert ok.status_code == 200 and ok.json()["results"], ok.text
