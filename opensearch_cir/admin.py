@@ -33,6 +33,7 @@ TEMPLATE_PRIORITY = 200  # above the generic `cir-*` template of the JSON file, 
 API_KEY_ENV = "CIR_API_KEY"
 NEURAL_PLUGIN = "opensearch-neural-search"
 ML_PLUGIN = "opensearch-ml"
+KNN_PLUGIN = "opensearch-knn"
 
 
 class ModelInfo(Protocol):
@@ -163,6 +164,8 @@ def setup_index(
     A failed step does not stop the others; with `raise_on_failure` they raise `SetupIncomplete` at the end.
     """
     dialect = dialect or detect(client)
+    if not dialect.has_plugin(KNN_PLUGIN):
+        raise CIRError(f"the index's knn_vector fields need the {KNN_PLUGIN} plugin, which {dialect} does not have installed")
     pipelines = PIPELINES if pipelines is None else pipelines
     if default_pipeline and default_pipeline not in pipelines:
         raise ValueError(f"unknown search pipeline {default_pipeline!r}; choose one of {sorted(pipelines)}")

@@ -286,3 +286,16 @@ def test_the_version_override_leaves_the_embedded_engine_alone(tmp_path, monkeyp
     monkeypatch.setenv(VERSION_ENV, "2.19.0")
     client = connect(f"embedded://{tmp_path}", opensearch_version="2.19.0")
     assert detect(client).version == (3, 3, 0)
+
+
+def test_setup_names_missing_plugins():
+    client = InMemoryClient()
+    client.cir_dialect = Dialect.of("3.3.0", plugins=["opensearch-knn"])
+    report = admin.setup_index(client, "cir-p", MODEL)
+    assert report.index_action == "created" and not report.pipelines
+    assert "opensearch-neural-search is not installed" in report.skipped["search pipeline cir-rrf"]
+    with pytest.raises(Exception, match="opensearch-ml plugin"):
+        admin.setup_remote_model(client, "http://encoder:8000")
+    client.cir_dialect = Dialect.of("3.3.0", plugins=[])
+    with pytest.raises(Exception, match="opensearch-knn plugin"):
+        admin.setup_index(client, "cir-q", MODEL)
