@@ -1,5 +1,5 @@
 """`cir setup --encoder-url ...` then composed searches with filters and each normalisation, against a
-loopback stand-in of an OpenSearch 2.19 and a 3.3 cluster (tests/standin_cluster.py: answers `GET /`
+loopback stand-in of an OpenSearch 2.19, 3.0, 3.1 and 3.3 cluster (tests/standin_cluster.py: answers `GET /`
 with its version and refuses what that version's plugins refuse), with the encoder service running
 on loopback behind `CIR_API_KEY` and the cluster calling it the way ml-commons does.
 """
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from opensearch_cir import dsl
 from opensearch_cir.compose import CompositeQuery, Weights, search
-from opensearch_cir.dialect import UnsupportedFeatureError
+from opensearch_cir.dialect import UnsupportedFeatureError, parse_version
 from opensearch_cir.engines import connect
 from opensearch_cir.ingest import Ingestor, Record
 
@@ -83,14 +83,14 @@ def environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("version", ["2.19.0", "3.3.0"])
+@pytest.mark.parametrize("version", ["2.19.0", "3.0.0", "3.1.0", "3.3.0"])
 def test_setup_then_composed_searches(version, model, encoder_service, environment, tmp_path):
     model_dir, encoder = model
     with StandinCluster(version, tmp_path / "cluster") as cluster:
         result = run_setup(cluster, model_dir, encoder_service)
         assert result.exit_code == 0, result.output
         assert f"cluster: OpenSearch {version}" in result.output and "ingest pipeline cir-embed put" in result.output
-        old = version.startswith("2.")
+        old = parse_version(version) < (3, 0, 0)
         assert ("skipped search pipeline cir-z-score" in result.output) == old
         assert ("skip_existing" in result.output) == old
         assert set(cluster.search_pipelines) == set(dsl.PIPELINES) - ({"cir-z-score"} if old else set())
@@ -121,7 +121,8 @@ def test_setup_then_composed_searches(version, model, encoder_service, environme
                 query = CompositeQuery(images=[blobs[("Men", "red")]], text="in blue instead", negative="green",
                                        filters={"metadata.gender": "Men"}, k=3, weights=weights)
                 sent = len(cluster.requests)
-                lacking = old and (normalization == "z_score" or normalization == "rrf" and weights.bm25 != weights.image)
+                weighted_rrf = normalization == "rrf" and weights.bm25 != weights.image
+                lacking = (old and normalization == "z_score") or (parse_version(version) < (3, 1, 0) and weighted_rrf)
                 if lacking:
                     first = "3.0.0" if normalization == "z_score" else "3.1.0"
                     with pytest.raises(UnsupportedFeatureError, match=rf"needs OpenSearch {first}"):
