@@ -1,4 +1,6 @@
-"""`cir setup`: create or upgrade the index template, the index and the search pipelines."""
+"""`cir setup`: create or upgrade the index template, the index and the search pipelines, as the
+cluster's OpenSearch version reads them; it puts what the version supports, says what it skipped,
+and reports failed steps at the end (exit code 1) instead of stopping half-way."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ URL_HELP = "embedded:///dir or https://host:9200 (default: $OPENSEARCH_URL, else
 MODEL_HELP = "Model name under onnx_models/ or a folder (default: the default model)."
 
 
-def connect_from_options(url: str | None, ca_certs: str | None = None, insecure: bool = False):
-    """A client for `url`, passing TLS options only where the user gave them (cluster URLs)."""
+def connect_from_options(url: str | None, ca_certs: str | None = None, insecure: bool = False,
+                         opensearch_version: str | None = None):
+    """A client for `url`, passing TLS and version options only where the user gave them (cluster URLs)."""
     from ..engines import connect
 
     options = {}
@@ -21,6 +24,8 @@ def connect_from_options(url: str | None, ca_certs: str | None = None, insecure:
         options["ca_certs"] = ca_certs
     if insecure:
         options["verify_certs"] = False
+    if opensearch_version:
+        options["opensearch_version"] = opensearch_version
     return connect(url, **options)
 
 
@@ -40,6 +45,12 @@ def setup_command(
         None, help="Also register our encoder service (http(s)://host:port) as an ml-commons remote model "
         "and put the cir-embed ingest pipeline (clusters only)."
     ),
+    encoder_api_key: Optional[str] = typer.Option(
+        None, envvar="CIR_API_KEY", show_envvar=True,
+        help="X-API-Key the cluster sends to the encoder service (the key `cir serve` checks)."),
+    opensearch_version: Optional[str] = typer.Option(
+        None, envvar="CIR_OPENSEARCH_VERSION", show_envvar=True,
+        help="Use this OpenSearch version's rules instead of asking GET / (needed for OpenSearch Serverless)."),
     ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
     insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
 ) -> None:
@@ -51,17 +62,26 @@ def setup_command(
 
     try:
         manifest = Manifest.load(resolve_model_dir(model))
-        client = connect_from_options(url, ca_certs, insecure)
-        report = setup_index(client, index, manifest, default_pipeline=default_pipeline)
-        remote_model = setup_remote_model(client, encoder_url) if encoder_url else None
+        client = connect_from_options(url, ca_certs, insecure, opensearch_version)
+        report = setup_index(client, index, manifest, default_pipeline=default_pipeline, raise_on_failure=False)
     except (CIRError, ValueError) as exc:
         raise fail(exc) from exc
+    if encoder_url:
+        report.run("remote model", lambda: setup_remote_model(client, encoder_url, api_key=encoder_api_key, report=report))
+    typer.echo(f"cluster: {report.dialect}")
     typer.echo(f"index {report.index}: {report.index_action}" + (f" (added {', '.join(report.added_fields)})" if report.added_fields else ""))
-    typer.echo(f"template {report.template}: put (model {manifest.model_id}, dimension {manifest.embedding_dim})")
+    if f"template {report.template}" not in report.failed:
+        typer.echo(f"template {report.template}: put (model {manifest.model_id}, dimension {manifest.embedding_dim})")
     for pipeline, action in report.pipelines.items():
         typer.echo(f"search pipeline {pipeline}: {action}")
-    if remote_model:
-        typer.echo(f"remote model {remote_model} deployed; ingest pipeline cir-embed put")
+    if report.remote_model:
+        typer.echo(f"remote model {report.remote_model} deployed; ingest pipeline cir-embed put")
+    for step, reason in report.skipped.items():
+        typer.secho(f"skipped {step}: {reason}", fg=typer.colors.YELLOW)
+    for step, reason in report.failed.items():
+        typer.secho(f"failed {step}: {reason}", fg=typer.colors.RED, err=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

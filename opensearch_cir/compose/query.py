@@ -48,6 +48,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import dsl
+from ..dialect import Dialect, detect, latest
 from ..encoders.preprocess import read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
@@ -233,9 +234,10 @@ class PreparedQuery:
         return vector
 
     def render(self, strategy: str | None = None, weights: Weights | None = None, k: int | None = None,
-               *, source: bool = True) -> RenderedQuery:
+               *, source: bool = True, dialect: Dialect | None = None) -> RenderedQuery:
         """This query as DSL for `strategy` (default: the query's own) with `weights`;
-        `source=False` asks for ids and scores only (`"_source": false`, what evaluation needs)."""
+        `source=False` asks for ids and scores only (`"_source": false`, what evaluation needs);
+        `dialect`: the cluster's version rules (`dialect.detect(client)`; default: the latest)."""
         strategy = strategy or self.query.strategy
         weights = weights or self.query.weights
         k = int(k or self.query.k)
@@ -260,7 +262,8 @@ class PreparedQuery:
         named = [(name, clause, weight) for name, clause, weight in named if weight > 0]
         if not named:
             raise InputError(f"strategy {strategy!r} has nothing to search with for this query")
-        rendered = _assemble(strategy, named, weights, k, candidates, self.query.filters, self.excluded_ids)
+        rendered = _assemble(strategy, named, weights, k, candidates, self.query.filters, self.excluded_ids,
+                             dialect or latest())
         if not source:
             rendered.body["_source"] = False
         return rendered
@@ -289,21 +292,22 @@ def _assemble(
     candidates: int,
     filters: dict[str, Any],
     excluded_ids: list[str],
+    dialect: Dialect,
 ) -> RenderedQuery:
     filter_clause = _filter(filters, excluded_ids)
     size = k + len(excluded_ids)  # the reference is also dropped after the search, whatever the engine
     sub_queries = {name: clause for name, clause, _ in named}
     if len(named) == 1:
         name, clause, _ = named[0]
-        body = dsl.search_body(_with_filter(clause, filter_clause), size=size)
+        body = dsl.search_body(dsl.with_filter(clause, filter_clause), size=size)
         return RenderedQuery(strategy, sub_queries, [1.0], body, None, None, excluded_ids, k)
     weight_list = _unit_sum([weight for _, _, weight in named])
     if weights.normalization == "rrf":
-        pipeline = dsl.rrf_pipeline(weights=weight_list)
-    else:
-        pipeline = dsl.normalization_pipeline(weights.normalization, weights.combination,
-                                              None if weights.normalization == "z_score" else weight_list)
-    body = dsl.hybrid_body(list(sub_queries.values()), size=size, pagination_depth=candidates, filter=filter_clause)
+        pipeline = dsl.rrf_pipeline(weights=weight_list, dialect=dialect)
+    else:  # z_score keeps the weights too: 3.x combines it with a weighted arithmetic mean
+        pipeline = dsl.normalization_pipeline(weights.normalization, weights.combination, weight_list, dialect=dialect)
+    body = dsl.hybrid_body(list(sub_queries.values()), size=size, pagination_depth=candidates, filter=filter_clause,
+                           dialect=dialect)
     return RenderedQuery(strategy, sub_queries, weight_list, body, dsl.pipeline_id(pipeline), pipeline, excluded_ids, k)
 
 
@@ -322,16 +326,6 @@ def _filter(filters: dict[str, Any], excluded_ids: list[str]) -> dict | None:
     clause = clause or {"bool": {}}
     clause["bool"]["must_not"] = [{"ids": {"values": list(excluded_ids)}}]
     return clause
-
-
-def _with_filter(clause: dict, filter_clause: dict | None) -> dict:
-    """Attach a filter to one clause: inside `knn` (efficient filtering), else a `bool` wrapper."""
-    if filter_clause is None:
-        return clause
-    if "knn" in clause:
-        (field_name, params), = clause["knn"].items()
-        return {"knn": {field_name: {**params, "filter": filter_clause}}}
-    return {"bool": {"must": [clause], "filter": [filter_clause]}}
 
 
 # -- preparing: references and encodings --------------------------------------------------------
@@ -469,6 +463,6 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
 def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
     prepared = prepare(client, index, query, encoder)
-    rendered = prepared.render()
+    rendered = prepared.render(dialect=detect(client))
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

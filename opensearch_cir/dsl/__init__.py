@@ -1,10 +1,15 @@
 """OpenSearch request bodies: query DSL builders, search/ingest pipelines, ml-commons bodies, and
-`validate_request(kind, body)` (the OpenAPI spec plus our stricter rules)."""
+`validate_request(kind, body[, dialect=])` (the OpenAPI spec, our stricter rules and a version's rules).
+
+Builders whose body depends on the cluster's version take `dialect=` (`opensearch_cir.dialect`;
+default: the newest version's rules) and emit what that version accepts or refuse naming the
+first version with the feature."""
 
 from .ml import connector_body, ingest_pipeline_body, model_register_body
 from .pipelines import (
     DEFAULT_PIPELINE,
     PIPELINES,
+    for_dialect,
     normalization_pipeline,
     pipeline_id,
     rrf_pipeline,
@@ -18,6 +23,7 @@ from .query import (
     neural_clause,
     search_body,
     term_filters,
+    with_filter,
 )
 from .validate import validate_request
 
@@ -27,6 +33,7 @@ __all__ = [
     "PIPELINES",
     "VECTOR_FIELDS",
     "connector_body",
+    "for_dialect",
     "hybrid_body",
     "ingest_pipeline_body",
     "knn_clause",
@@ -39,4 +46,5 @@ __all__ = [
     "search_body",
     "term_filters",
     "validate_request",
+    "with_filter",
 ]

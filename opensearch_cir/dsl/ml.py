@@ -12,6 +12,7 @@ import json
 import re
 from typing import Mapping
 
+from ..dialect import Dialect, latest
 from ..resources import index_templates_dir
 
 ML_DIR = "ml"
@@ -57,6 +58,14 @@ def model_register_body(connector_id: str, *, model_name: str = DEFAULT_MODEL_NA
     return render(MODEL_REGISTER_FILE, {"CIR_CONNECTOR_ID": connector_id, "CIR_MODEL_NAME": model_name})
 
 
-def ingest_pipeline_body(model_id: str) -> dict:
-    """`PUT /_ingest/pipeline/cir-embed` body: `image_base64` -> image_vector, caption -> caption_vector."""
-    return render(INGEST_PIPELINE_FILE, {"CIR_MODEL_ID": model_id})
+def ingest_pipeline_body(model_id: str, dialect: Dialect | None = None) -> dict:
+    """`PUT /_ingest/pipeline/cir-embed` body: `image_base64` -> image_vector, caption -> caption_vector.
+
+    Before 3.0 `text_image_embedding` rejects `skip_existing` (neural-search
+    TextImageEmbeddingProcessorFactory.java): it is dropped, so every document is embedded again.
+    """
+    body = render(INGEST_PIPELINE_FILE, {"CIR_MODEL_ID": model_id})
+    if not (dialect or latest()).supports("skip_existing"):
+        for processor in body["processors"]:
+            processor.get("text_image_embedding", {}).pop("skip_existing", None)
+    return body

@@ -9,6 +9,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..dialect import Dialect, latest
+
 VECTOR_FIELDS = ("image_vector", "caption_vector")
 CAPTION_FIELD = "caption"
 MAX_HYBRID_QUERIES = 5
@@ -31,6 +33,7 @@ def knn_clause(
     filter: dict | None = None,
     *,
     ef_search: int | None = None,
+    dialect: Dialect | None = None,
 ) -> dict:
     """`{"knn": {field: {"vector": [...], "k": k[, "filter"][, "method_parameters"]}}}`."""
     if not 1 <= int(k) <= MAX_K:
@@ -39,6 +42,7 @@ def knn_clause(
     if filter:
         params["filter"] = filter
     if ef_search is not None:
+        (dialect or latest()).require("knn_method_parameters")
         params["method_parameters"] = {"ef_search": int(ef_search)}
     return {"knn": {field: params}}
 
@@ -58,10 +62,13 @@ def neural_clause(
     query_text: str | None = None,
     query_image: str | None = None,
     filter: dict | None = None,
+    dialect: Dialect | None = None,
 ) -> dict:
     """`{"neural": {field: {...}}}`: OpenSearch embeds text and/or a base64 image with a remote model."""
     if query_text is None and query_image is None:
         raise ValueError("a neural query needs query_text, query_image (base64) or both")
+    if query_text is None:
+        (dialect or latest()).require("neural_query_image")
     if not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     params: dict[str, Any] = {"model_id": model_id, "k": int(k)}
@@ -93,19 +100,26 @@ def hybrid_body(
     filter: dict | None = None,
     source_excludes: Sequence[str] | None = VECTOR_FIELDS,
     from_: int = 0,
+    dialect: Dialect | None = None,
 ) -> dict:
     """A search body whose top-level query is `hybrid` over 1..5 sub-queries.
 
     Needs a search pipeline with a normalization or score-ranker processor (see `dsl.pipelines`).
-    `filter` is applied to every sub-query by OpenSearch (3.0+). `from_ > 0` requires `pagination_depth`.
+    `filter` applies to every sub-query: `hybrid.filter` on 3.0+; on 2.19, which rejects that field
+    (neural-search HybridQueryBuilder.java), pushed into each sub-query with `with_filter` (what
+    3.0 does itself). `from_ > 0` requires `pagination_depth`.
     """
+    dialect = dialect or latest()
     queries = list(queries)
     if not 1 <= len(queries) <= MAX_HYBRID_QUERIES:
         raise ValueError(f"a hybrid query takes 1..{MAX_HYBRID_QUERIES} sub-queries, got {len(queries)}")
     if from_ and pagination_depth is None:
         raise ValueError("hybrid queries with from > 0 need pagination_depth")
+    if filter and not dialect.supports("hybrid_filter"):
+        queries, filter = [with_filter(query, filter) for query in queries], None
     hybrid: dict[str, Any] = {"queries": queries}
     if pagination_depth is not None:
+        dialect.require("pagination_depth")
         hybrid["pagination_depth"] = int(pagination_depth)
     if filter:
         hybrid["filter"] = filter
@@ -115,6 +129,19 @@ def hybrid_body(
     if source_excludes:
         body["_source"] = {"excludes": list(source_excludes)}
     return body
+
+
+def with_filter(clause: dict, filter_clause: dict | None) -> dict:
+    """`clause` restricted by `filter_clause`: inside `knn.filter` (efficient filtering, and-ed with a
+    filter already there), else a `bool` with the clause in `must` and the filter in `filter`."""
+    if not filter_clause:
+        return clause
+    if "knn" in clause:
+        (field_name, params), = clause["knn"].items()
+        existing = params.get("filter")
+        combined = filter_clause if existing is None else {"bool": {"filter": [existing, filter_clause]}}
+        return {"knn": {field_name: {**params, "filter": combined}}}
+    return {"bool": {"must": [clause], "filter": [filter_clause]}}
 
 
 def search_body(

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import BodyValidationError
+from ..dialect import Dialect
 from .pipelines import COMBINATIONS, NORMALIZATIONS
+from .version_rules import version_errors
 
 # kind -> (namespace file, request body name)
 OPERATIONS: dict[str, tuple[str, str]] = {
@@ -440,12 +442,14 @@ def validate_request(
     *,
     pipeline: dict | None = None,
     spec_dir: str | os.PathLike | None = None,
+    dialect: Dialect | None = None,
 ) -> None:
     """Raise BodyValidationError unless `body` is a valid request body of operation `kind`.
 
     kind: one of OPERATIONS ("search", "bulk", "indices.create", "search_pipeline.put", ...).
     pipeline: for a hybrid search, the search pipeline body it runs with (weights are checked
     against the number of sub-queries).
+    dialect: also check the body against that version's rules (`dsl.version_rules`).
     """
     if kind not in OPERATIONS:
         raise ValueError(f"unknown request kind {kind!r}; known: {sorted(OPERATIONS)}")
@@ -458,5 +462,7 @@ def validate_request(
         problems.append(f"$: a {kind} body must be a JSON object, got {type(body).__name__}")
     elif strict is not None:
         problems.extend(strict(body, pipeline) if kind == "search" else strict(body))
+    if dialect is not None:
+        problems.extend(version_errors(kind, body, dialect))
     if problems:
         raise BodyValidationError(f"invalid {kind} body: " + "; ".join(problems))

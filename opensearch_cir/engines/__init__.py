@@ -39,6 +39,7 @@ def connect(url: str | None = None, **options: Any):
     if url.startswith(EMBEDDED_SCHEME):
         from .embedded import EmbeddedClient
 
+        options.pop("opensearch_version", None)  # the embedded engine follows its own (3.x) rules
         return EmbeddedClient(url[len(EMBEDDED_SCHEME):], **options)
     from .opensearch import connect as connect_cluster
 

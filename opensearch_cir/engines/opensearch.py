@@ -4,7 +4,10 @@ TLS certificates are verified unless `verify_certs=False` or `OPENSEARCH_VERIFY_
 (demo clusters with self-signed certificates only). Credentials come from the arguments or
 `OPENSEARCH_USER` / `OPENSEARCH_PASSWORD` (or user:password in the URL), CA certificates from
 `ca_certs` or `OPENSEARCH_CA_CERTS`; `aws_region` switches to AWS SigV4 signing (opensearch-py's
-`AWSV4SignerAuth`, credentials from boto3's default chain). Requests that fail with 429, 502, 503,
+`AWSV4SignerAuth`, credentials from boto3's default chain). `opensearch_version` (or
+`CIR_OPENSEARCH_VERSION`) fixes the version whose request rules are used instead of asking `GET /`
+(`opensearch_cir.dialect`); OpenSearch Serverless (`aws_service="aoss"`, `*.aoss.amazonaws.com`) has no
+`GET /` version and needs it. Requests that fail with 429, 502, 503,
 504, a timeout or a dropped connection are retried with exponential backoff and jitter.
 """
 
@@ -18,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from opensearchpy import OpenSearch, RequestsHttpConnection, Transport
+
+from ..dialect import Dialect
 
 RETRY_ON_STATUS = (429, 502, 503, 504)
 DEFAULT_TIMEOUT = 30.0
@@ -59,6 +64,7 @@ def connect(
     aws_service: str = "es",
     timeout: float = DEFAULT_TIMEOUT,
     max_retries: int = DEFAULT_MAX_RETRIES,
+    opensearch_version: str | None = None,
     **options: Any,
 ) -> OpenSearch:
     """An opensearch-py client for the cluster at `url` (e.g. `https://localhost:9200`).
@@ -101,7 +107,11 @@ def connect(
     elif user:
         settings["http_auth"] = (user, password or "")
     settings.update(options)
-    return OpenSearch(**settings)
+    client = OpenSearch(**settings)
+    client.cir_serverless = aws_service == "aoss" or parts.hostname.endswith(".aoss.amazonaws.com")
+    if opensearch_version:
+        client.cir_dialect = Dialect.of(opensearch_version, "aoss" if client.cir_serverless else "opensearch")
+    return client
 
 
 def _aws_auth(region: str, service: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Health(BaseModel):
@@ -21,11 +21,26 @@ class Health(BaseModel):
     problem: str | None = Field(None, description="What is wrong when the status is degraded.")
 
 
-class EmbedRequest(BaseModel):
-    """ml-commons remote-connector input: a text, a base64 image, or both."""
+ML_COMMONS_ABSENT = "null"
 
-    inputText: str | None = Field(None, description="Text to embed.")
-    inputImage: str | None = Field(None, description="Base64 image (a data: URL prefix is accepted).")
+
+class EmbedRequest(BaseModel):
+    """ml-commons remote-connector input: a text, a base64 image, or both.
+
+    What ml-commons really sends for an absent input: JSON null or a missing key, and for an absent
+    *text* next to an image the string "null" (neural-search MLCommonsClientAccessor puts a null
+    list element, ml-commons StringUtils.convertScriptStringToJsonString gson-serialises it, and
+    HttpConnector substitutes it inside quotes). All three, and an empty string, mean "not given":
+    the literal text "null" cannot be embedded through a connector.
+    """
+
+    inputText: str | None = Field(None, description='Text to embed ("null", "" or null: none).')
+    inputImage: str | None = Field(None, description='Base64 image (a data: URL prefix is accepted; "null", "" or null: none).')
+
+    @field_validator("inputText", "inputImage", mode="after")
+    @classmethod
+    def _absent(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip() in ("", ML_COMMONS_ABSENT) else value
 
 
 class EmbedResponse(BaseModel):

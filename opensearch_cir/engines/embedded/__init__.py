@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+from ...dialect import EMBEDDED_DISTRIBUTION, EMBEDDED_VERSION
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
@@ -62,6 +63,12 @@ class EmbeddedClient:
         return f"EmbeddedClient({str(self.root)!r})"
 
     # --- plumbing ----------------------------------------------------------------------------------
+    def info(self, **_transport) -> dict:
+        """`GET /`: the OpenSearch version whose request rules this engine follows (3.x; `legacy_bm25`
+        changes only BM25 scores), so `dialect.detect` answers alike for both executors."""
+        return {"name": "embedded", "cluster_name": str(self.root), "tagline": "opensearch-cir embedded engine",
+                "version": {"distribution": EMBEDDED_DISTRIBUTION, "number": EMBEDDED_VERSION}}
+
     def _store(self, index: str) -> IndexStore:
         if not isinstance(index, str) or "," in index or "*" in index:
             raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported by the embedded engine; name one index")

@@ -96,7 +96,9 @@ class Mapping:
         self.fields: dict[str, FieldSpec] = {}
         self.multi_fields: dict[str, list[str]] = {}
         self.objects: dict[str, dict] = {"": self.raw}
-        unsupported = set(self.raw) - {"properties", "dynamic", "dynamic_templates", "_meta", "_source"}
+        unsupported = set(self.raw) - {"properties", "dynamic", "dynamic_templates", "_meta", "_source", "date_detection"}
+        if self.raw.get("date_detection") is True:  # this engine never detects dates (a cluster does by default)
+            unsupported.add("date_detection: true")
         if unsupported:
             raise UnsupportedQueryError(f"mapping parameter(s) {sorted(unsupported)} are not supported by the embedded engine")
         if self.raw.get("_source") not in (None, {"enabled": True}):
