@@ -45,6 +45,12 @@ def _item_error(result: dict) -> str:
     return str(error or f"status {result.get('status')}")
 
 
+def _refused_request(exc: BaseException) -> bool:
+    """The request itself was refused (a 4xx, or a body the client cannot serialise), as opposed to
+    the engine being down or broken."""
+    return status_of(exc) in (400, 413) or isinstance(exc, (ValueError, TypeError))
+
+
 class Retrier:
     """Exponential backoff with jitter: `call(fn)` retries transient failures, then interrupts the run."""
 
@@ -95,6 +101,22 @@ class BulkWriter:
         return body
 
     def write(self, documents: list[Document]) -> tuple[list[Document], list[tuple[Document, str]]]:
+        """Write `documents`; a request refused as a whole (a 4xx, a body that cannot be serialised)
+        is split until the documents it refuses are found, so one bad document fails alone."""
+        try:
+            return self._write(documents)
+        except IngestInterruptedError:
+            raise
+        except Exception as exc:
+            if is_transient(exc) or not _refused_request(exc):
+                raise
+            if len(documents) == 1:
+                return [], [(documents[0], f"{type(exc).__name__}: {exc}")]
+        middle = len(documents) // 2
+        first, second = self.write(documents[:middle]), self.write(documents[middle:])
+        return first[0] + second[0], first[1] + second[1]
+
+    def _write(self, documents: list[Document]) -> tuple[list[Document], list[tuple[Document, str]]]:
         indexed: list[Document] = []
         failed: list[tuple[Document, str]] = []
         pending = documents

@@ -133,6 +133,10 @@ class EmbeddedClient:
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
+            problem = _id_problem(doc_id)
+            if problem is not None:
+                items[pos] = _item_error(op, index, _printable(doc_id), 400, "action_request_validation_exception", problem)
+                continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
             if op == "create" and current is not None:
                 items[pos] = _item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
@@ -142,6 +146,7 @@ class EmbeddedClient:
                 continue
             try:
                 p = store.prepare("delete" if op == "delete" else "index", doc_id, source, batch, next_ord)
+                _check_unicode(p.record)
             except EngineError as exc:
                 items[pos] = _item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
                 continue
@@ -366,6 +371,32 @@ def filter_source(source: dict, spec) -> dict | None:
         }
 
     return walk(source, "")
+
+
+def _id_problem(doc_id: str) -> str | None:
+    """OpenSearch's checks of a document id (IndexRequest.validate): not empty, at most 512 UTF-8 bytes."""
+    if not doc_id:
+        return "if _id is specified it must not be empty"
+    try:
+        size = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"id [{_printable(doc_id)}] is not valid Unicode text"
+    if size > 512:
+        return f"id [{doc_id[:64]}...] is too long, must be no longer than 512 bytes but was: {size}"
+    return None
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_unicode(record: dict) -> None:
+    """A document whose text has a lone surrogate cannot be stored as UTF-8: refuse that item only."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
+                          400, "mapper_parsing_exception") from None
 
 
 def _item_error(op: str, index: str | None, doc_id, status: int, error_type: str, reason: str) -> dict:
