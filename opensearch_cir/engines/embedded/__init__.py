@@ -30,6 +30,7 @@ from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
 from .query import Executor
+from . import store as store_module
 from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
@@ -100,27 +101,56 @@ class EmbeddedClient:
         """Index / create / delete documents; each index's part of the batch is committed atomically."""
         started = time.perf_counter()
         actions = list(_parse_bulk(body))
-        with self._lock:
-            items: list[dict | None] = [None] * len(actions)
-            by_index: dict[str, list[int]] = {}
-            for i, (op, meta, _source) in enumerate(actions):
-                target = meta.get("_index", index)
-                if target is None:
-                    items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
-                    continue
-                by_index.setdefault(target, []).append(i)
-            for target, positions in by_index.items():
-                self._bulk_one_index(target, [actions[i] for i in positions], positions, items)
+        items: list[dict | None] = [None] * len(actions)
+        by_index: dict[str, list[int]] = {}
+        for i, (op, meta, _source) in enumerate(actions):
+            target = meta.get("_index", index)
+            if target is None:
+                items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
+                continue
+            by_index.setdefault(target, []).append(i)
+        wait_s = store_module.WRITE_LOCK_TIMEOUT_S
+        deadline = time.monotonic() + wait_s
+        while True:  # wait for another process's bulk outside self._lock, so that searches go on meanwhile
+            with self._lock:
+                stores = self._writers(list(by_index))
+                if stores is not None:
+                    try:
+                        for target, positions in by_index.items():
+                            self._bulk_one_index(stores[target], target, [actions[i] for i in positions], positions, items)
+                    finally:  # the lock is held only while writing
+                        for store in stores.values():
+                            store.release_writer()
+                    break
+            if time.monotonic() >= deadline:
+                raise EngineError(f"index {sorted(by_index)} is being written by another process for more than "
+                                  f"{wait_s:g} s; retry later", 409, "lock_obtain_failed_exception")
+            time.sleep(0.02)
         return {"took": int((time.perf_counter() - started) * 1000), "errors": any("error" in next(iter(it.values())) for it in items), "items": items}
 
-    def _bulk_one_index(self, index: str, actions, positions, items) -> None:
+    def _writers(self, indices: list[str]) -> dict[str, IndexStore] | None:
+        """The stores of `indices` (created if missing), each with its write lock; None when another
+        process holds one of the locks (none is kept then)."""
+        stores: dict[str, IndexStore] = {}
         try:
-            store = self._store(index)
+            for index in indices:
+                try:
+                    store = self._store(index)
+                except EngineError as exc:
+                    if exc.status != 404:
+                        raise
+                    store = self._auto_create(index)
+                stores[index] = store
+                store._acquire_writer(timeout=0.0)
         except EngineError as exc:
-            if exc.status != 404:
-                raise
-            store = self._auto_create(index)
-        store._acquire_writer()
+            for store in stores.values():
+                store.release_writer()
+            if exc.error_type == "lock_obtain_failed_exception":
+                return None
+            raise
+        return stores
+
+    def _bulk_one_index(self, store: IndexStore, index: str, actions, positions, items) -> None:
         batch: dict[str, tuple] = {}
         prepared = []
         accepted: list[tuple[int, str, str, int, int | None]] = []
