@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, Awaitable, Callable
 
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -103,3 +106,34 @@ class RequestTimeout:
             if not started:
                 await _send_json(send, 504, f"request took longer than {self.seconds:g} s (CIR_REQUEST_TIMEOUT_S); "
                                             "try a smaller k or fewer images")
+
+
+class UnexpectedErrors:
+    """Answer 500 with a JSON body for an error no handler knows, without re-raising it: the server
+    then keeps the keep-alive connection instead of resetting it (Starlette's own error middleware
+    re-raises, and uvicorn closes the connection)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.error("request failed: %s", exc, exc_info=exc)
+            if started:
+                raise
+            await _send_json(send, 500, f"internal error ({type(exc).__name__}); this is a bug of the service, "
+                                        "not of the request: please report it")

@@ -26,11 +26,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from ...errors import EngineError, UnsupportedQueryError
+from . import store as store_module
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
 from .query import Executor
-from . import store as store_module
 from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
@@ -256,7 +258,8 @@ class EmbeddedClient:
                 body[key] = _param_value(params[key])
         if "_source_excludes" in params or "_source_includes" in params:
             body["_source"] = {"includes": _as_list(params.get("_source_includes")), "excludes": _as_list(params.get("_source_excludes"))}
-        size, from_ = int(body.get("size", 10)), int(body.get("from", 0))
+        size, from_ = _int_param(body.get("size", 10), "size"), _int_param(body.get("from", 0), "from")
+        _check_query_vectors(body.get("query"))
         if size < 0 or from_ < 0:
             raise EngineError("[size] and [from] must be non-negative", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
@@ -414,6 +417,34 @@ def _id_problem(doc_id: str) -> str | None:
     if size > 512:
         return f"id [{doc_id[:64]}...] is too long, must be no longer than 512 bytes but was: {size}"
     return None
+
+
+def _int_param(value, name: str) -> int:
+    """An integer request parameter (as OpenSearch, "10" is accepted); 400 otherwise."""
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise EngineError(f"failed to parse [{name}]: {value!r} is not an integer", 400, "illegal_argument_exception") from None
+
+
+def _check_query_vectors(query) -> None:
+    """k-NN refuses a query vector with NaN or Infinity (instead of silently matching nothing)."""
+    if isinstance(query, dict):
+        for key, value in query.items():
+            if key == "vector" and isinstance(value, list):
+                try:
+                    finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+                except (TypeError, ValueError):
+                    continue  # not numbers: the knn clause reports it
+                if not finite:
+                    raise EngineError("[knn] query vector values cannot be NaN or Infinity", 400, "illegal_argument_exception")
+            else:
+                _check_query_vectors(value)
+    elif isinstance(query, list):
+        for item in query:
+            _check_query_vectors(item)
 
 
 def _printable(text: str) -> str:
