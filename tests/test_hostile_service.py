@@ -197,7 +197,7 @@ def test_reference_images_are_decoded_off_the_event_loop(catalog, monkeypatch):
     real = app_module.decode_image
 
     def slow_decode(*args):  # a 40 MP image takes seconds to decode
-        time.sleep(1.0)
+        time.sleep(3.0)
         return real(*args)
 
     monkeypatch.setattr(app_module, "decode_image", slow_decode)
@@ -207,7 +207,7 @@ def test_reference_images_are_decoded_off_the_event_loop(catalog, monkeypatch):
         return client.post("/search", files={"images": ("big.png", image, "image/png")}, data={"k": "2"})
 
     latencies, answers = asyncio.run(_health_latencies(make_app(catalog, max_concurrent_decodes=2), [search] * 4))
-    assert max(latencies) < 0.5, latencies
+    assert max(latencies) < 1.5, latencies  # on the event loop, a decode would hold /health for 3 s
     assert [answer.status_code for answer in answers] == [200] * 4
 
 
@@ -241,7 +241,7 @@ def test_slow_drip_urls_time_out_and_do_not_starve_health(catalog):
         started = time.monotonic()
         latencies, answers = asyncio.run(_health_latencies(app, [fetch] * 45))
         elapsed = time.monotonic() - started
-    assert max(latencies) < 0.5, latencies
+    assert max(latencies) < 3.0, latencies  # with the shared pool exhausted, /health would wait for a 30 s drip
     assert {answer.status_code for answer in answers} == {422}, {answer.text for answer in answers}
     assert "CIR_REMOTE_FETCH_TIMEOUT_S" in detail(answers[0])
     assert elapsed < 45 / 8 * 1.0 + 10  # 8 at a time, 0.5-1 s each: the drip's 30 s never waited out
