@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..ingest.records import local_path
 from . import handlers, schemas
 from .backend import Backend
+from .health import CachedProbe
 from .inputs import check_form_fields, check_remote_url, clean_text, decode_base64, decode_image, fetch_remote, parse_json, read_upload
 from .limits import BodySizeLimit, RequestTimeout, UnexpectedErrors
 from .operations import compose_embedding, run_ingest, run_search
@@ -99,8 +100,12 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/health", response_model=schemas.Health, tags=["service"])
-    def health() -> schemas.Health:
-        """Whether the engine answers and the index exists, and which model the service uses."""
+    async def health() -> schemas.Health:
+        """Whether the engine answers and the index exists, and which model the service uses
+        (measured at most a second earlier, so that the answer never waits for busy searches)."""
+        return await health_probe.get()
+
+    def probe_health() -> schemas.Health:
         engine_ok, index_exists, documents, problem = True, False, None, None
         try:
             client = backend.client
@@ -119,6 +124,8 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
                               index=settings.index, index_exists=index_exists, documents=documents,
                               model_id=model_id, dimension=dim, strategies=list(STRATEGIES),
                               default_strategy=CompositeQuery.strategy, problem=problem)
+
+    health_probe = CachedProbe(probe_health)
 
     @app.post("/embed", response_model=schemas.EmbedResponse, dependencies=protected, tags=["ml-commons"])
     def embed(request: schemas.EmbedRequest) -> schemas.EmbedResponse:
