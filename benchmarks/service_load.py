@@ -12,7 +12,8 @@ a reference image over --drip-seconds, and the clients in this process:
 - 2 clients upload a --megapixels JPEG reference image with a modification text,
 - 2 clients send allow-listed URLs of the slow server, and at 2 s a burst of --slow-burst more
   slow URLs arrives at once (what used to exhaust the shared thread pool),
-- a prober asks GET /health every 100 ms on its own connection.
+- a prober process (its own interpreter, so the clients' threads do not delay it) asks
+  GET /health every 100 ms on its own connection.
 
 First the prober runs alone for --idle-seconds (the idle baseline). Printed: /health p50, p99 and
 max under load and idle, searches per second, each kind's answers by status, the server's
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import socket
 import subprocess
@@ -128,11 +130,22 @@ class Load:
                 if pause:
                     time.sleep(pause)
 
-    def probe(self, kind: str, until: float) -> None:
-        with httpx.Client(timeout=120) as client:
-            while time.monotonic() < until:
-                self.timed(client, kind, "GET", "/health")
-                time.sleep(0.1)
+    def probe(self, kind: str, seconds: float) -> None:
+        """GET /health every 100 ms for `seconds`, from a separate process."""
+        script = (
+            "import httpx, json, sys, time\n"
+            "out, until = [], time.monotonic() + float(sys.argv[2])\n"
+            "with httpx.Client(timeout=120) as client:\n"
+            "    while time.monotonic() < until:\n"
+            "        t = time.perf_counter()\n"
+            "        status = client.get(sys.argv[1] + '/health').status_code\n"
+            "        out.append((status, time.perf_counter() - t))\n"
+            "        time.sleep(0.1)\n"
+            "print(json.dumps(out))\n"
+        )
+        output = subprocess.run([sys.executable, "-c", script, self.base, str(seconds)], capture_output=True, text=True, check=True)
+        for status, seconds_taken in json.loads(output.stdout):
+            self.record(kind, status, seconds_taken)
 
 
 def main() -> None:
@@ -169,7 +182,8 @@ def main() -> None:
     if args.server_pythonpath:
         env["PYTHONPATH"] = args.server_pythonpath
     server = subprocess.Popen([sys.executable, "-c", "from opensearch_cir.cli import main; main()", "serve", "--url", engine_url, "--index", INDEX,
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--port", str(port)], env=env, cwd=args.server_pythonpath, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -186,11 +200,11 @@ def main() -> None:
         rss_before = rss_mib(server.pid)
 
         load = Load(base, 0)
-        load.probe("health idle", time.monotonic() + args.idle_seconds)
+        load.probe("health idle", args.idle_seconds)
 
         load.stop_at = time.monotonic() + args.seconds
         texts = ["a red circle", "two blue squares", "a green triangle on the left", "small yellow objects"]
-        threads = [threading.Thread(target=load.probe, args=("health", load.stop_at))]
+        threads = [threading.Thread(target=load.probe, args=("health", args.seconds))]
         threads += [threading.Thread(target=load.loop, args=("text search", lambda i: (
             "POST", "/search", {"data": {"text": texts[i % len(texts)], "k": "10"}}))) for _ in range(4)]
         threads += [threading.Thread(target=load.loop, args=("large image search", lambda i: (

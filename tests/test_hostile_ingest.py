@@ -283,3 +283,27 @@ def test_hostile_folder_every_entry_is_indexed_skipped_or_failed_with_a_reason(e
         assert report.indexed + report.skipped + report.failed == report.input
         assert (report.indexed + report.skipped, report.failed) == (good, len(bad_rows)), (name, report.failures)
         assert {e["source"] for e in errors_of(errors)} == bad_rows
+
+
+def test_oversized_sidecars_are_ignored_with_the_image_still_indexed(engine, encoder, tmp_path):
+    write(tmp_path / "a.png", png("teal"))
+    with open(tmp_path / "a.txt", "wb") as handle:  # a sparse 1 GiB "caption file"
+        handle.truncate(1 << 30)
+    report = ingest(engine, INDEX, encoder, tmp_path)
+    assert (report.indexed, report.failed) == (1, 0)
+    assert "caption" not in engine.search(index=INDEX, body={"size": 1})["hits"]["hits"][0]["_source"]
+
+
+def test_cli_max_file_mib_refuses_larger_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from opensearch_cir.cli import app
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model")
+    (tmp_path / "images").mkdir()
+    write(tmp_path / "images" / "big.png", png("red", (400, 300)) + b"\0" * 300_000)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "images"), "--url", f"embedded://{tmp_path / 'engine'}",
+                                      "--model", str(model), "--max-file-mib", "0.1", "--errors", str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 1, result.output
+    assert "bytes is more than the limit of 104857 bytes" in errors_of(tmp_path / "e.jsonl")[0]["reason"]

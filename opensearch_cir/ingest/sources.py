@@ -110,27 +110,41 @@ def iter_directory(root: str | Path) -> Iterator[Record | BadRow | SkippedEntry]
         yield Record(image=str(path), captions=captions, metadata=metadata, uri=str(path.resolve()), source=source)
 
 
+MAX_SIDECAR_BYTES = 1 << 20
+
+
 def _sidecar(path: Path) -> tuple[list[str], dict]:
-    """Captions and metadata from `NAME.json` or `NAME.txt` beside an image (unreadable ones are ignored)."""
+    """Captions and metadata from `NAME.json` or `NAME.txt` beside an image (unreadable, undecodable
+    and larger-than-MAX_SIDECAR_BYTES ones are ignored with a warning)."""
     captions: list[str] = []
     metadata: dict = {}
-    sidecar_txt, sidecar_json = path.with_suffix(".txt"), path.with_suffix(".json")
-    if sidecar_json.is_file():
+    text = _sidecar_text(path.with_suffix(".json"))
+    if text is not None:
         try:
-            data = json.loads(sidecar_json.read_text(encoding="utf-8"))
+            data = json.loads(text)
             if isinstance(data, dict):
                 captions = data.get("captions") or data.get("caption") or []
                 metadata = dict(data.get("metadata") or {})
             elif isinstance(data, (list, str)):
                 captions = data
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("%s: unreadable sidecar ignored (%s)", printable(sidecar_json), exc)
-    if not captions and sidecar_txt.is_file():
-        try:
-            captions = sidecar_txt.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("%s: unreadable sidecar ignored (%s)", printable(sidecar_txt), exc)
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            log.warning("%s: unreadable sidecar ignored (%s)", printable(path.with_suffix(".json")), exc)
+    if not captions:
+        text = _sidecar_text(path.with_suffix(".txt"))
+        captions = text.splitlines() if text is not None else []
     return captions, metadata
+
+
+def _sidecar_text(path: Path) -> str | None:
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise OSError(f"larger than {MAX_SIDECAR_BYTES} bytes")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s: unreadable sidecar ignored (%s)", printable(path), exc)
+        return None
 
 
 def count_directory(root: str | Path) -> int:
