@@ -121,3 +121,17 @@ def test_cir_serve_does_not_hold_the_lock_after_an_ingest_request(tmp_path, monk
     cli.index(index=INDEX, id="from-cli", body={"content_hash": "from-cli"})
     assert service.get("/health").json()["documents"] == 2
     cli.close()
+
+
+def test_ingestion_retries_while_another_process_writes(tmp_path, monkeypatch):
+    from opensearch_cir.ingest.writer import is_transient
+
+    client = make_index(tmp_path)
+    holder = EmbeddedClient(tmp_path)
+    holder._store(INDEX)._acquire_writer()
+    monkeypatch.setattr(store_module, "WRITE_LOCK_TIMEOUT_S", 0.1)
+    with pytest.raises(EngineError) as busy:
+        index_one(client, "x")
+    assert is_transient(busy.value)  # the Ingestor backs off and retries instead of interrupting the run
+    holder.close()
+    client.close()

@@ -28,8 +28,11 @@ class Document:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A dropped connection, a timeout, or a 429 / 502-504 answer to the whole request."""
+    """A dropped connection, a timeout, a 429 / 502-504 answer to the whole request, or the embedded
+    engine's write lock still held by another process's bulk (`cir serve` writing an /ingest)."""
     if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if getattr(exc, "error_type", None) == "lock_obtain_failed_exception":
         return True
     try:
         from opensearchpy.exceptions import ConnectionError as ClientConnectionError
