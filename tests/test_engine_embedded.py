@@ -464,13 +464,15 @@ def test_single_writer_lock(client, monkeypatch):
     bulk_docs(client, "cir-lock", {"a": {"caption": "x"}})
     monkeypatch.setattr(store_module, "WRITE_LOCK_TIMEOUT_S", 0.2)
     other = EmbeddedClient(client.root)
+    other.index(index="cir-lock", id="b", body={"caption": "y"})  # the lock is held only while writing
+    client._stores["cir-lock"]._acquire_writer()  # as if `client` were in the middle of a bulk
     with pytest.raises(EngineError) as locked:
-        other.index(index="cir-lock", id="b", body={"caption": "y"})
+        other.index(index="cir-lock", id="c", body={"caption": "z"})
     assert locked.value.status == 409
-    assert other.count(index="cir-lock")["count"] == 1  # reading needs no lock
-    client.close()
-    other.index(index="cir-lock", id="b", body={"caption": "y"})
-    assert other.count(index="cir-lock")["count"] == 2
+    assert other.count(index="cir-lock")["count"] == 2  # reading needs no lock
+    client._stores["cir-lock"].release_writer()
+    other.index(index="cir-lock", id="c", body={"caption": "z"})
+    assert other.count(index="cir-lock")["count"] == 3
     other.close()
 
 

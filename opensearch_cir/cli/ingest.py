@@ -21,6 +21,8 @@ def ingest_command(
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Fetch http(s) image URLs found in a manifest."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch and bulk request."),
     workers: int = typer.Option(2, "--workers", min=1, help="Threads decoding images while the encoder runs."),
+    max_file_mib: float = typer.Option(64, "--max-file-mib", min=0.001, help="Files (and remote images) larger than this "
+                                       "many MiB fail without being read."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     setup: bool = typer.Option(True, "--setup/--no-setup", help="Create/upgrade template, index and pipelines first "
                                "(--no-setup: the index must exist; its model is still checked)."),
@@ -44,7 +46,7 @@ def ingest_command(
         records, total = open_source(source)
         ingestor = Ingestor(
             client, index, encoder, batch_size=batch_size, workers=workers, resume=resume, errors=errors,
-            allow_remote=allow_remote, progress=True, total=total,
+            allow_remote=allow_remote, progress=True, total=total, max_file_bytes=int(max_file_mib * 2**20),
         )
     except (CIRError, ValueError) as exc:
         raise fail(exc) from exc

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,15 +24,46 @@ import numpy as np
 
 from ..admin import status_of
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes
-from ..errors import CIRError, IngestInterruptedError, InputError
-from .records import Record, document_id, is_remote
+from ..errors import CIRError, ImageDecodeError, ImageTooLargeError, IngestInterruptedError, InputError
+from .records import Record, document_id, is_remote, printable
 from .report import ErrorLog, Failure, IngestReport, StageTimer
-from .sources import BadRow
+from .sources import BadRow, SkippedEntry
 from .writer import BulkWriter, Document, Retrier
 
 log = logging.getLogger(__name__)
 
 MAX_REMOTE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Default cap on the bytes read from one local file, checked before reading (a 40 MP JPEG is ~20 MB)."""
+
+
+def read_file_capped(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, refusing one over `max_bytes` before reading it; a FIFO, device
+    or folder is refused without blocking (opened non-blocking, checked with fstat)."""
+    name = printable(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{name}: cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError(f"{name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise ImageTooLargeError(f"{name}: {info.st_size} bytes is more than the limit of {max_bytes} bytes per file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise ImageDecodeError(f"{name}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # grew while being read
+        raise ImageTooLargeError(f"{name}: more than the limit of {max_bytes} bytes per file")
+    if not data:
+        raise ImageDecodeError(f"{name}: empty (0 bytes)")
+    return data
 
 
 @dataclass
@@ -95,7 +128,9 @@ class Ingestor:
 
     batch_size: images per encoder call and per bulk request. workers: decode threads.
     resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
-    images. progress: show a tqdm bar (`total` sets its length).
+    images. progress: show a tqdm bar (`total` sets its length). max_file_bytes: files (and remote
+    images) larger than this fail without being read. One bad record never fails its batch: a
+    batch the encoder or the engine refuses as a whole is retried record by record.
     """
 
     def __init__(
@@ -110,6 +145,7 @@ class Ingestor:
         errors: str | Path | IO[str] | None = None,
         allow_remote: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_file_bytes: int = MAX_FILE_BYTES,
         progress: bool = False,
         total: int | None = None,
         max_retries: int = 5,
@@ -125,8 +161,9 @@ class Ingestor:
         self.resume = resume
         self.allow_remote = allow_remote
         self.max_pixels = max_pixels
+        self.max_file_bytes = max_file_bytes
         self.refresh = refresh
-        self.report = IngestReport()
+        self.report = IngestReport(expected=total)
         self._timer = StageTimer(self.report.timings)
         self._errors = ErrorLog(errors)
         self._retrier = Retrier(max_retries=max_retries, backoff=retry_backoff)
@@ -162,12 +199,17 @@ class Ingestor:
         if isinstance(record, BadRow):
             self._fail(record.source, "read", "InputError", record.reason)
             return
-        if not isinstance(record, Record):
-            try:
+        if isinstance(record, SkippedEntry):
+            self._skip(record.reason)
+            return
+        try:
+            if not isinstance(record, Record):
                 record = Record.from_mapping(record)
-            except InputError as exc:
-                self._fail(f"record {self.report.input}", "read", type(exc).__name__, str(exc))
-                return
+            record.check()
+        except InputError as exc:
+            name = record.name if isinstance(record, Record) else f"record {self.report.input}"
+            self._fail(name, "read", type(exc).__name__, str(exc))
+            return
         self._reading.append((record, None, self._pool.submit(self._read_and_hash, record)))
         if len(self._reading) >= self.batch_size:
             self._triage()
@@ -181,10 +223,11 @@ class Ingestor:
 
     def flush(self) -> None:
         """Encode and write everything queued so far."""
-        while self._reading:
-            self._triage()
-        while self._decoding:
-            self._process_batch()
+        while self._reading or self._decoding:  # a failure may send a duplicate back to reading
+            while self._reading:
+                self._triage()
+            while self._decoding:
+                self._process_batch()
 
     def close(self) -> IngestReport:
         """Flush, refresh the index, release the threads and return the report."""
@@ -216,8 +259,12 @@ class Ingestor:
         if is_remote(image):
             if not self.allow_remote:
                 raise InputError(f"{image}: remote URLs are disabled (enable with --allow-remote / allow_remote=True)")
-            return fetch_remote(image)
-        return read_image_bytes(image)
+            return fetch_remote(image, max_bytes=min(MAX_REMOTE_BYTES, self.max_file_bytes))
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            if len(image) > self.max_file_bytes:
+                raise ImageTooLargeError(f"{len(image)} bytes is more than the limit of {self.max_file_bytes} bytes per image")
+            return read_image_bytes(image)
+        return read_file_capped(image, self.max_file_bytes)
 
     def _read_and_hash(self, record: Record) -> _Read:
         """Worker thread: the image bytes and their sha256."""
@@ -265,11 +312,8 @@ class Ingestor:
         if not batch:
             self._update_progress()
             return
-        try:
-            documents = self._encode(batch)
-        except Exception as exc:  # the encoder failed on the whole batch
-            for item in batch:
-                self._fail(item.record.name, "encode", type(exc).__name__, str(exc), item.content_hash)
+        documents = self._encode_each_if_needed(batch)
+        if not documents:
             self._update_progress()
             return
         try:
@@ -313,6 +357,20 @@ class Ingestor:
                 self._skip("already indexed")
                 self._settle(item.content_hash)
         return [item for item in fresh if item.content_hash not in indexed]
+
+    def _encode_each_if_needed(self, batch: list[_Prepared]) -> list[Document]:
+        """The batch's documents; when the encoder refuses the batch, each record is encoded alone
+        so that only the records it refuses fail, each with its own reason."""
+        try:
+            return self._encode(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0].record.name, "encode", type(exc).__name__, str(exc), batch[0].content_hash)
+                return []
+        documents: list[Document] = []
+        for item in batch:
+            documents += self._encode_each_if_needed([item])
+        return documents
 
     def _encode(self, batch: list[_Prepared]) -> list[Document]:
         with self._timer("encode_images"):
@@ -363,15 +421,19 @@ class Ingestor:
             self.client.indices.refresh(index=self.index)
 
     def _fail(self, source: str, stage: str, error: str, reason: str, content_hash: str | None = None) -> None:
+        source, reason = printable(source), printable(reason)
         failure = Failure(source=source, stage=stage, error=error, reason=reason)
         self.report.failed += 1
         self.report.failures.append(failure)
         self._errors.write(failure)
         log.debug("failed %s at %s: %s", source, stage, reason)
-        if content_hash is not None:  # its in-run duplicates fail with it; a later copy is tried afresh
-            self._seen.pop(content_hash, None)
+        if content_hash is not None:  # its in-run duplicates fail with it when the bytes are at fault,
+            self._seen.pop(content_hash, None)  # else (captions, metadata, the engine) they are tried afresh
             for record in self._followers.pop(content_hash, []):
-                self._fail(record.name, stage, error, f"{reason} (same bytes as {source})")
+                if stage == "decode":
+                    self._fail(record.name, stage, error, f"{reason} (same bytes as {source})")
+                else:
+                    self._reading.append((record, None, self._pool.submit(self._read_and_hash, record)))
 
     def _skip(self, reason: str) -> None:
         self.report.skipped += 1

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
+from urllib.parse import quote, unquote_to_bytes
 
 from ..errors import InputError
 
@@ -24,6 +25,64 @@ def document_id(data: bytes) -> str:
 
 def is_remote(image: ImageRef) -> bool:
     return isinstance(image, str) and image.startswith(("http://", "https://"))
+
+
+def printable(text: Any) -> str:
+    """`text` (a str or path) as valid UTF-8 for reports: bytes of a non-UTF-8 file name become `\\xe9`,
+    other lone surrogates `\\udce9`, so a report never fails to be written and names the entry exactly."""
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace") if _only_escaped_bytes(text) else \
+            text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _only_escaped_bytes(text: str) -> bool:
+    """True when every surrogate in `text` is one `surrogateescape` made from a non-UTF-8 byte."""
+    return all("\udc80" <= ch <= "\udcff" for ch in text if "\ud800" <= ch <= "\udfff")
+
+
+def check_text(value: Any, where: str) -> None:
+    """InputError naming `where` when a string (or any string inside a list / dict) is not valid
+    Unicode (a lone surrogate, as JSON's `"\\udce9"` gives): such text cannot be stored or encoded."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(f"{where}: not valid Unicode text (lone surrogate {value[exc.start]!a} "
+                             f"at position {exc.start})") from None
+    elif isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            check_text(item, f"{where}[{position}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, f"{where} key {printable(key)!r}")
+            check_text(item, f"{where}.{printable(key)}")
+
+
+def storable_uri(uri: str) -> str:
+    """`uri` as storable text: a local path whose name is not UTF-8 becomes a percent-encoded
+    `file://` URI of its bytes (`local_path` reverses it); anything else is returned unchanged."""
+    try:
+        uri.encode("utf-8")
+        return uri
+    except UnicodeEncodeError:
+        if is_remote(uri) or not _only_escaped_bytes(uri):
+            raise InputError(f"image_uri {printable(uri)!r}: not valid Unicode text") from None
+        return "file://" + quote(os.fsencode(os.path.abspath(uri)), safe="/")
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a stored `image_uri` (a plain path or a `file://` URI)."""
+    if uri.startswith("file://"):
+        return Path(os.fsdecode(unquote_to_bytes(uri[len("file://"):])))
+    return Path(uri)
 
 
 @dataclass
@@ -44,8 +103,9 @@ class Record:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.captions, str):
+        if isinstance(self.captions, (str, bytes)):
             self.captions = [self.captions]
+        self.captions = [c.decode("utf-8", "surrogateescape") if isinstance(c, bytes) else c for c in self.captions]
         self.captions = [str(c).strip() for c in self.captions if c is not None and str(c).strip()]
         if isinstance(self.image, Path):
             self.image = str(self.image)
@@ -54,12 +114,20 @@ class Record:
 
     @property
     def name(self) -> str:
-        """How error reports name this record."""
+        """How error reports name this record (always valid UTF-8)."""
         if self.source:
-            return self.source
+            return printable(self.source)
         if isinstance(self.image, (bytes, bytearray)):
-            return self.uri or f"<{len(self.image)} bytes>"
-        return str(self.image)
+            return printable(self.uri or f"<{len(self.image)} bytes>")
+        return printable(self.image)
+
+    def check(self) -> None:
+        """Refuse text that cannot be stored (InputError naming the field); make a non-UTF-8
+        local file name storable as a `file://` URI."""
+        check_text(self.captions, "caption")
+        check_text(self.metadata, "metadata")
+        if self.uri is not None:
+            self.uri = storable_uri(str(self.uri))
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any], *, base_dir: Path | None = None, source: str | None = None) -> "Record":

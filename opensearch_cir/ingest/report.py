@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
+from ..errors import InputError
+
 STAGES = ("read", "decode", "wait", "lookup", "encode_images", "encode_texts", "write")
 
 
@@ -29,10 +31,12 @@ class IngestReport:
     """Counts (indexed + skipped + failed + not_processed == input), timings and failures.
 
     timings: seconds per stage; `read` and `decode` run in worker threads and are summed over
-    them, the others are the main thread's. `not_processed` is non-zero only for an interrupted run.
+    them, the others are the main thread's. `not_processed` is non-zero only for an interrupted run;
+    it includes the inputs not read yet when the source's size was known (`expected`).
     """
 
     input: int = 0
+    expected: int | None = None
     indexed: int = 0
     skipped: int = 0
     failed: int = 0
@@ -45,7 +49,12 @@ class IngestReport:
 
     @property
     def not_processed(self) -> int:
-        return self.input - self.indexed - self.skipped - self.failed
+        return self.total - self.indexed - self.skipped - self.failed
+
+    @property
+    def total(self) -> int:
+        """The inputs of the run: those read, or all of them when an interrupted run knew how many."""
+        return max(self.input, self.expected or 0) if self.interrupted else self.input
 
     @property
     def items_per_second(self) -> float:
@@ -53,7 +62,7 @@ class IngestReport:
 
     def summary(self) -> str:
         line = (
-            f"input {self.input}: indexed {self.indexed}, skipped {self.skipped}, failed {self.failed}"
+            f"input {self.total}: indexed {self.indexed}, skipped {self.skipped}, failed {self.failed}"
             f" in {self.seconds:.1f} s ({self.items_per_second:.1f} items/s)"
         )
         if self.skip_reasons:
@@ -104,7 +113,11 @@ class ErrorLog:
         self._path = Path(target) if isinstance(target, (str, Path)) else None
         self._handle: IO[str] | None = None if self._path else target
         if self._path is not None:
-            self._path.unlink(missing_ok=True)
+            try:  # checked now, not at the first failure of a long run
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise InputError(f"error report {self._path}: cannot be written ({exc.strerror})") from None
 
     def write(self, failure: Failure) -> None:
         if self._handle is None and self._path is not None:

@@ -28,8 +28,11 @@ class Document:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A dropped connection, a timeout, or a 429 / 502-504 answer to the whole request."""
+    """A dropped connection, a timeout, a 429 / 502-504 answer to the whole request, or the embedded
+    engine's write lock still held by another process's bulk (`cir serve` writing an /ingest)."""
     if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if getattr(exc, "error_type", None) == "lock_obtain_failed_exception":
         return True
     try:
         from opensearchpy.exceptions import ConnectionError as ClientConnectionError
@@ -43,6 +46,12 @@ def _item_error(result: dict) -> str:
     if isinstance(error, dict):
         return f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
     return str(error or f"status {result.get('status')}")
+
+
+def _refused_request(exc: BaseException) -> bool:
+    """The request itself was refused (a 4xx, or a body the client cannot serialise), as opposed to
+    the engine being down or broken."""
+    return status_of(exc) in (400, 413) or isinstance(exc, (ValueError, TypeError))
 
 
 class Retrier:
@@ -95,6 +104,22 @@ class BulkWriter:
         return body
 
     def write(self, documents: list[Document]) -> tuple[list[Document], list[tuple[Document, str]]]:
+        """Write `documents`; a request refused as a whole (a 4xx, a body that cannot be serialised)
+        is split until the documents it refuses are found, so one bad document fails alone."""
+        try:
+            return self._write(documents)
+        except IngestInterruptedError:
+            raise
+        except Exception as exc:
+            if is_transient(exc) or not _refused_request(exc):
+                raise
+            if len(documents) == 1:
+                return [], [(documents[0], f"{type(exc).__name__}: {exc}")]
+        middle = len(documents) // 2
+        first, second = self.write(documents[:middle]), self.write(documents[middle:])
+        return first[0] + second[0], first[1] + second[1]
+
+    def _write(self, documents: list[Document]) -> tuple[list[Document], list[tuple[Document, str]]]:
         indexed: list[Document] = []
         failed: list[tuple[Document, str]] = []
         pending = documents

@@ -18,17 +18,19 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..compose import STRATEGIES, CompositeQuery
 from ..errors import InputError
+from ..ingest.records import local_path
 from . import handlers, schemas
 from .backend import Backend
-from .inputs import clean_text, decode_base64, decode_image, fetch_remote, parse_json, read_upload
-from .limits import BodySizeLimit, RequestTimeout
+from .health import CachedProbe
+from .inputs import check_form_fields, check_remote_url, clean_text, decode_base64, decode_image, fetch_remote, parse_json, read_upload
+from .limits import BodySizeLimit, RequestTimeout, UnexpectedErrors
 from .operations import compose_embedding, run_ingest, run_search
 from .settings import Settings
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
     )
     app.state.settings = settings
     app.state.backend = backend
+    app.state.workers = workers = Workers(settings)
     handlers.install(app)
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
     require_key = _api_key_dependency(settings)
-    _add_routes(app, backend, require_key)
+    _add_routes(app, backend, require_key, workers)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_docs(app)
     return app
@@ -87,7 +91,7 @@ def _api_key_dependency(settings: Settings):
     return require_key
 
 
-def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
+def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -> None:
     settings = backend.settings
     protected = [Depends(require_key)]
 
@@ -96,8 +100,12 @@ def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
         return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/health", response_model=schemas.Health, tags=["service"])
-    def health() -> schemas.Health:
-        """Whether the engine answers and the index exists, and which model the service uses."""
+    async def health() -> schemas.Health:
+        """Whether the engine answers and the index exists, and which model the service uses
+        (measured at most a second earlier, so that the answer never waits for busy searches)."""
+        return await health_probe.get()
+
+    def probe_health() -> schemas.Health:
         engine_ok, index_exists, documents, problem = True, False, None, None
         try:
             client = backend.client
@@ -116,6 +124,8 @@ def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
                               index=settings.index, index_exists=index_exists, documents=documents,
                               model_id=model_id, dimension=dim, strategies=list(STRATEGIES),
                               default_strategy=CompositeQuery.strategy, problem=problem)
+
+    health_probe = CachedProbe(probe_health)
 
     @app.post("/embed", response_model=schemas.EmbedResponse, dependencies=protected, tags=["ml-commons"])
     def embed(request: schemas.EmbedRequest) -> schemas.EmbedResponse:
@@ -164,9 +174,10 @@ def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
     ) -> schemas.SearchResponse:
         """Composed search: reference image(s) and/or text, with negatives, filters and a strategy."""
         started = time.perf_counter()
+        check_form_fields(await request.form(), SEARCH_FIELDS)
         if k > settings.max_k:
             raise InputError(f"k: {k} is more than the limit of {settings.max_k}")
-        references = await _reference_images(images or [], image_url or [], settings)
+        references = await _reference_images(images or [], image_url or [], settings, workers)
         query = dict(
             images=references,
             reference_ids=[ref for ref in (reference_id or []) if ref.strip()],
@@ -180,17 +191,19 @@ def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
         )
         if not (query["images"] or query["reference_ids"] or query["text"]):
             raise InputError("empty query: give a reference image, a reference id or a text")
-        response = await run_in_threadpool(run_search, backend, query, f"{request.base_url}images/")
+        response = await workers.run(run_search, backend, query, f"{request.base_url}images/")
         response.took_ms = round((time.perf_counter() - started) * 1000, 1)
         return response
 
     @app.post("/ingest", response_model=schemas.IngestResponse, dependencies=protected, tags=["ingest"])
     async def ingest(
+        request: Request,
         files: list[UploadFile] = File(..., description="Images to index."),
         captions: str | None = Form(None, description="JSON list of captions, one per file (null for none)."),
         metadata: str | None = Form(None, description="JSON list of metadata objects, one per file."),
     ) -> schemas.IngestResponse:
         """Index a batch of uploaded images; answers one status per file, in order."""
+        check_form_fields(await request.form(), INGEST_FIELDS)
         if len(files) > settings.max_ingest_items:
             raise InputError(f"files: {len(files)} is more than the limit of {settings.max_ingest_items} per request")
         caption_list = _aligned(parse_json(captions, "captions", list), len(files), "captions")
@@ -202,10 +215,14 @@ def _add_routes(app: FastAPI, backend: Backend, require_key) -> None:
                 uploads.append((name, await read_upload(upload, settings), None))
             except InputError as exc:
                 uploads.append((name, None, str(exc)))
-        return await run_in_threadpool(run_ingest, backend, uploads, caption_list, metadata_list)
+        return await workers.run(run_ingest, backend, uploads, caption_list, metadata_list)
 
 
-async def _reference_images(uploads: list[UploadFile], urls: list[str], settings: Settings) -> list[bytes]:
+SEARCH_FIELDS = ("images", "image_url", "reference_id", "text", "negative_text", "filters", "strategy", "weights", "k", "explain")
+INGEST_FIELDS = ("files", "captions", "metadata")
+
+
+async def _reference_images(uploads: list[UploadFile], urls: list[str], settings: Settings, workers: Workers) -> list[bytes]:
     urls = [url.strip() for url in urls if url.strip()]
     uploads = [upload for upload in uploads if upload.filename or upload.size]
     if len(uploads) + len(urls) > settings.max_images_per_query:
@@ -214,10 +231,15 @@ async def _reference_images(uploads: list[UploadFile], urls: list[str], settings
     for upload in uploads:
         references.append((upload.filename or "image", await read_upload(upload, settings)))
     for url in urls:
-        references.append((url, await run_in_threadpool(fetch_remote, url, settings)))
-    for name, data in references:
-        decode_image(data, name, settings)
+        check_remote_url(url, settings)  # refused at once, without waiting for a fetch slot
+        references.append((url, await workers.fetch(fetch_remote, url, settings)))
+    for name, data in references:  # checked off the event loop, a bounded number at a time
+        await workers.decode(_check_decodes, data, name, settings)
     return [data for _, data in references]
+
+
+def _check_decodes(data: bytes, name: str, settings: Settings) -> None:
+    decode_image(data, name, settings).close()
 
 
 def _aligned(values: list | None, count: int, name: str) -> list:
@@ -231,7 +253,7 @@ def _aligned(values: list | None, count: int, name: str) -> list:
 def _servable_path(uri: str, settings: Settings) -> Path | None:
     if not uri:
         return None
-    path = Path(uri.removeprefix("file://")).resolve()
+    path = local_path(uri).resolve()
     roots = [Path(root).resolve() for root in settings.media_roots]
     if settings.resolved_upload_dir is not None:
         roots.append(settings.resolved_upload_dir.resolve())

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     BodyValidationError,
@@ -23,6 +25,7 @@ from ..errors import (
     UnsupportedQueryError,
 )
 from .inputs import UploadTooLargeError
+from .workers import ServiceBusyError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (IndexMismatchError, 409),
     (ModelNotFoundError, 503),
     (ManifestError, 503),
+    (ServiceBusyError, 503),
 )
 
 
@@ -67,9 +71,19 @@ def _message(error: Exception) -> str:
 
 def error_response(error: Exception) -> JSONResponse:
     status = status_of(error)
-    if status >= 500:
+    if status >= 500 and not isinstance(error, ServiceBusyError):
         log.error("request failed: %s", error, exc_info=error)
-    return JSONResponse({"detail": _message(error), "error": type(error).__name__}, status_code=status)
+    headers = {"Retry-After": "1"} if isinstance(error, ServiceBusyError) else None
+    return JSONResponse({"detail": _message(error), "error": type(error).__name__}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, error: StarletteHTTPException):
+    """Starlette's form parser refuses a field over 1 MiB with 400: that is a too-long text, 422 like
+    every other limit of a text field."""
+    if error.status_code == 400 and "maximum size" in str(error.detail):
+        return JSONResponse({"detail": f"{error.detail} Text fields are limited to CIR_MAX_TEXT_CHARS characters; "
+                                       "send images as files.", "error": "InputError"}, status_code=422)
+    return await http_exception_handler(request, error)
 
 
 async def _cir_error(_: Request, error: Exception) -> JSONResponse:
@@ -94,6 +108,7 @@ def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(CIRError, _cir_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     try:
         from opensearchpy.exceptions import TransportError
     except ImportError:  # pragma: no cover - opensearch-py is a dependency

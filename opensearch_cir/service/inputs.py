@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import json
+import time
 from typing import Any
 
 import httpx
@@ -17,7 +19,8 @@ from PIL import Image
 
 from ..encoders.preprocess import load_image
 from ..errors import InputError
-from .settings import Settings
+from ..ingest.records import check_text
+from .settings import Settings, allowed_remote_url
 
 _CHUNK = 1 << 16
 
@@ -43,24 +46,34 @@ def _too_large(name: str, settings: Settings) -> str:
     return f"{name}: larger than the upload limit of {settings.max_upload_bytes} bytes (CIR_MAX_UPLOAD_BYTES)"
 
 
-def fetch_remote(url: str, settings: Settings) -> bytes:
-    """Download an image from `url` when it starts with an allow-listed prefix; refuse otherwise."""
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"{url!r}: only http(s) URLs can be fetched")
-    if not settings.allows_remote(url):
+def check_remote_url(url: str, settings: Settings) -> str:
+    """The URL to fetch for `url` (see `settings.allowed_remote_url`); InputError when it is not allowed."""
+    allowed = allowed_remote_url(url, settings.remote_url_allowlist)
+    if allowed is None:
         raise InputError(
-            f"{url}: fetching remote URLs is not allowed by this service "
-            "(upload the image instead, or add the URL's prefix to CIR_REMOTE_URL_ALLOWLIST)"
+            f"{url}: fetching this URL is not allowed by this service (upload the image instead, or add "
+            "its scheme://host:port/path to CIR_REMOTE_URL_ALLOWLIST)"
         )
+    return allowed
+
+
+def fetch_remote(url: str, settings: Settings) -> bytes:
+    """Download an image from an allow-listed `url` (redirects not followed), within the upload
+    limit and `remote_fetch_timeout_s` in all, however slowly the server sends."""
+    target = check_remote_url(url, settings)
+    deadline = time.monotonic() + settings.remote_fetch_timeout_s
     try:
-        with httpx.stream("GET", url, timeout=settings.remote_fetch_timeout_s, follow_redirects=False) as response:
+        with httpx.stream("GET", target, timeout=settings.remote_fetch_timeout_s, follow_redirects=False) as response:
             if response.status_code != 200:
                 raise InputError(f"{url}: the remote server answered {response.status_code}")
             data = bytearray()
-            for chunk in response.iter_bytes(_CHUNK):
+            for chunk in response.iter_bytes():  # as received (a chunk size would wait for that many bytes)
                 data += chunk
                 if len(data) > settings.max_upload_bytes:
                     raise UploadTooLargeError(_too_large(url, settings))
+                if time.monotonic() > deadline:
+                    raise InputError(f"{url}: not fetched within {settings.remote_fetch_timeout_s:g} s "
+                                     "(CIR_REMOTE_FETCH_TIMEOUT_S)")
     except httpx.HTTPError as exc:
         raise InputError(f"{url}: could not be fetched ({exc})") from exc
     return bytes(data)
@@ -93,9 +106,20 @@ def clean_text(value: str | None, name: str, settings: Settings) -> str | None:
     if value is None:
         return None
     value = value.strip()
+    check_text(value, name)
     if len(value) > settings.max_text_chars:
         raise InputError(f"{name}: {len(value)} characters is more than the limit of {settings.max_text_chars}")
     return value or None
+
+
+def check_form_fields(form: Any, known: tuple[str, ...]) -> None:
+    """Refuse form fields the endpoint does not know (a misnamed `image` would otherwise be ignored
+    silently and the search run without it), suggesting the closest known name."""
+    unknown = sorted({name for name in form.keys() if name not in known})
+    if unknown:
+        hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1, 0.6)) else "")
+                 for name in unknown]
+        raise InputError(f"unknown form field(s) {', '.join(hints)}; this endpoint takes {', '.join(known)}")
 
 
 def parse_json(value: str | None, name: str, expected: type) -> Any:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, Awaitable, Callable
 
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -36,6 +39,19 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Response:
+    """Passes messages to `send` and notes whether the response has started (then it is too late
+    for a middleware to answer instead)."""
+
+    def __init__(self, send: Send):
+        self._send = send
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
+
+
 class BodySizeLimit:
     """Answer 413 when a request body is larger than `max_bytes` (declared or streamed)."""
 
@@ -56,7 +72,7 @@ class BodySizeLimit:
             await _send_json(send, 413, self._message())
             return
         received = 0
-        started = False
+        response = _Response(send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -67,15 +83,10 @@ class BodySizeLimit:
                     raise _BodyTooLarge(self._message())
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, response.send)
         except _BodyTooLarge:
-            if not started:
+            if not response.started:
                 await _send_json(send, 413, self._message())
 
 
@@ -90,16 +101,35 @@ class RequestTimeout:
         if scope["type"] != "http" or not self.seconds:
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        response = _Response(send)
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
+            await asyncio.wait_for(self.app(scope, receive, response.send), self.seconds)
         except asyncio.TimeoutError:
-            if not started:
+            if not response.started:
                 await _send_json(send, 504, f"request took longer than {self.seconds:g} s (CIR_REQUEST_TIMEOUT_S); "
                                             "try a smaller k or fewer images")
+
+
+class UnexpectedErrors:
+    """Answer 500 with a JSON body for an error no handler knows, without re-raising it: the server
+    then keeps the keep-alive connection instead of resetting it (Starlette's own error middleware
+    re-raises, and uvicorn closes the connection)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = _Response(send)
+        try:
+            await self.app(scope, receive, response.send)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.error("request failed: %s", exc, exc_info=exc)
+            if response.started:
+                raise
+            await _send_json(send, 500, f"internal error ({type(exc).__name__}); this is a bug of the service, "
+                                        "not of the request: please report it")

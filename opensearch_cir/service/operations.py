@@ -37,6 +37,11 @@ def compose_embedding(encoder: Any, *, text: str | None, image: Any) -> np.ndarr
     return weighted_fusion(image_vector, encoder.encode_texts([text])[0], EMBED_ALPHA)
 
 
+FRACTIONS = ("alpha", "beta", "lam")
+"""Weights that are shares or positions between two vectors: 0..1."""
+COMBINATIONS = ("arithmetic_mean", "geometric_mean", "harmonic_mean")
+
+
 def parse_weights(values: dict | None, max_candidates: int) -> Weights:
     """`Weights` from a JSON object; unknown names, wrong types and too many candidates are input errors."""
     if not values:
@@ -52,6 +57,11 @@ def parse_weights(values: dict | None, max_candidates: int) -> Weights:
             raise InputError(f"weights.{name}: expected a {'string' if kind == 'str' else kind}, got {value!r}")
         if kind != "str" and not np.isfinite(value):
             raise InputError(f"weights.{name}: must be a finite number")
+    for name in FRACTIONS:
+        if name in values and not 0 <= values[name] <= 1:
+            raise InputError(f"weights.{name}: must be between 0 and 1, got {values[name]!r}")
+    if values.get("combination", COMBINATIONS[0]) not in COMBINATIONS:
+        raise InputError(f"weights.combination: one of {', '.join(COMBINATIONS)}, got {values['combination']!r}")
     if not 1 <= values.get("candidates", 1) <= max_candidates:
         raise InputError(f"weights.candidates: must be in 1..{max_candidates} (CIR_MAX_CANDIDATES)")
     return Weights(**values)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ..admin import DEFAULT_INDEX
 from ..errors import InputError
@@ -31,7 +33,8 @@ class Settings:
     api_key: str | None = None
     """When set, every endpoint except /health, the page and the docs needs header `X-API-Key`."""
     remote_url_allowlist: tuple[str, ...] = ()
-    """URL prefixes the service may fetch images from; empty = never fetch remote URLs."""
+    """URLs the service may fetch images from: a URL is allowed when its scheme, host and port equal
+    an entry's and its normalised path lies under the entry's path (whole segments); empty = never."""
     media_roots: tuple[str, ...] = ()
     """Folders from which GET /images/{id} may serve local files named by `image_uri`."""
     upload_dir: str | None = None
@@ -47,6 +50,15 @@ class Settings:
     """Upper bound of `weights.candidates` (k of each k-NN sub-query and the hybrid depth)."""
     request_timeout_s: float = 30.0
     remote_fetch_timeout_s: float = 10.0
+    """Wall-clock limit of one remote fetch, however slowly the server sends."""
+    max_concurrent_decodes: int = 2
+    """Reference images decoded at once (in their own threads, never on the event loop)."""
+    max_concurrent_fetches: int = 8
+    """Remote reference images fetched at once (in their own threads)."""
+    max_concurrent_searches: int = 4
+    """Searches and ingest requests run at once; more wait for a slot."""
+    queue_timeout_s: float = 10.0
+    """How long a request waits for a decode, fetch or search slot before a 503 (retry later)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -82,8 +94,55 @@ class Settings:
         return embedded / "uploads" if embedded is not None else None
 
     def allows_remote(self, url: str) -> bool:
-        """True when `url` starts with one of the allow-listed prefixes."""
-        return any(url.startswith(prefix) for prefix in self.remote_url_allowlist)
+        """True when `url` is under one of the allow-listed URLs (see `allowed_remote_url`)."""
+        try:
+            return allowed_remote_url(url, self.remote_url_allowlist) is not None
+        except InputError:
+            return False
+
+
+def _parts(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, normalised path, query) of an http(s) URL; InputError when it cannot be
+    one we fetch (another scheme, credentials, no host, a bad port, a backslash in the path)."""
+    try:
+        parsed = urlsplit(url.strip())
+        port = parsed.port
+    except ValueError as exc:
+        raise InputError(f"{url!r}: not a valid URL ({exc})") from None
+    scheme = parsed.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InputError(f"{url!r}: only http(s) URLs can be fetched")
+    if parsed.username is not None or parsed.password is not None or "@" in parsed.netloc:
+        raise InputError(f"{url!r}: URLs with credentials (user@host) are not fetched")
+    if not parsed.hostname:
+        raise InputError(f"{url!r}: the URL has no host")
+    path = unquote(parsed.path or "/")
+    if "\\" in path or "\x00" in path:
+        raise InputError(f"{url!r}: the URL path has a backslash or NUL")
+    normalised = posixpath.normpath("/" + path.lstrip("/"))
+    if path.endswith("/") and normalised != "/":
+        normalised += "/"
+    normalised = "/" + normalised.lstrip("/")  # normpath keeps a leading '//'
+    return scheme, parsed.hostname.lower(), port or (443 if scheme == "https" else 80), normalised, parsed.query
+
+
+def allowed_remote_url(url: str, allowlist: tuple[str, ...]) -> str | None:
+    """The URL to fetch (rebuilt from its parsed, normalised parts, so what is fetched is what was
+    checked) when `url` is under an allow-listed URL, else None. Compared: scheme, host and port
+    exactly; the path after resolving `.`/`..` and percent-escapes, as whole segments (`/ok` allows
+    `/ok/a.jpg`, not `/okay.jpg`)."""
+    scheme, host, port, path, query = _parts(url)
+    for entry in allowlist:
+        try:
+            allowed_scheme, allowed_host, allowed_port, allowed_path, _ = _parts(entry)
+        except InputError:
+            continue
+        base = allowed_path if allowed_path.endswith("/") else allowed_path + "/"
+        if (scheme, host, port) == (allowed_scheme, allowed_host, allowed_port) and (path == allowed_path or path.startswith(base)):
+            netloc = f"[{host}]" if ":" in host else host
+            default = 443 if scheme == "https" else 80
+            return urlunsplit((scheme, netloc if port == default else f"{netloc}:{port}", quote(path), query, ""))
+    return None
 
 
 def _parse(spec: dataclasses.Field, raw: str) -> Any:

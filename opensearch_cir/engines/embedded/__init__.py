@@ -26,8 +26,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from ...dialect import EMBEDDED_DISTRIBUTION, EMBEDDED_VERSION
 from ...errors import EngineError, UnsupportedQueryError
+from . import store as store_module
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
 from .query import Executor
@@ -107,27 +110,56 @@ class EmbeddedClient:
         """Index / create / delete documents; each index's part of the batch is committed atomically."""
         started = time.perf_counter()
         actions = list(_parse_bulk(body))
-        with self._lock:
-            items: list[dict | None] = [None] * len(actions)
-            by_index: dict[str, list[int]] = {}
-            for i, (op, meta, _source) in enumerate(actions):
-                target = meta.get("_index", index)
-                if target is None:
-                    items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
-                    continue
-                by_index.setdefault(target, []).append(i)
-            for target, positions in by_index.items():
-                self._bulk_one_index(target, [actions[i] for i in positions], positions, items)
+        items: list[dict | None] = [None] * len(actions)
+        by_index: dict[str, list[int]] = {}
+        for i, (op, meta, _source) in enumerate(actions):
+            target = meta.get("_index", index)
+            if target is None:
+                items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
+                continue
+            by_index.setdefault(target, []).append(i)
+        wait_s = store_module.WRITE_LOCK_TIMEOUT_S
+        deadline = time.monotonic() + wait_s
+        while True:  # wait for another process's bulk outside self._lock, so that searches go on meanwhile
+            with self._lock:
+                stores = self._writers(list(by_index))
+                if stores is not None:
+                    try:
+                        for target, positions in by_index.items():
+                            self._bulk_one_index(stores[target], target, [actions[i] for i in positions], positions, items)
+                    finally:  # the lock is held only while writing
+                        for store in stores.values():
+                            store.release_writer()
+                    break
+            if time.monotonic() >= deadline:
+                raise EngineError(f"index {sorted(by_index)} is being written by another process for more than "
+                                  f"{wait_s:g} s; retry later", 409, "lock_obtain_failed_exception")
+            time.sleep(0.02)
         return {"took": int((time.perf_counter() - started) * 1000), "errors": any("error" in next(iter(it.values())) for it in items), "items": items}
 
-    def _bulk_one_index(self, index: str, actions, positions, items) -> None:
+    def _writers(self, indices: list[str]) -> dict[str, IndexStore] | None:
+        """The stores of `indices` (created if missing), each with its write lock; None when another
+        process holds one of the locks (none is kept then)."""
+        stores: dict[str, IndexStore] = {}
         try:
-            store = self._store(index)
+            for index in indices:
+                try:
+                    store = self._store(index)
+                except EngineError as exc:
+                    if exc.status != 404:
+                        raise
+                    store = self._auto_create(index)
+                stores[index] = store
+                store._acquire_writer(timeout=0.0)
         except EngineError as exc:
-            if exc.status != 404:
-                raise
-            store = self._auto_create(index)
-        store._acquire_writer()
+            for store in stores.values():
+                store.release_writer()
+            if exc.error_type == "lock_obtain_failed_exception":
+                return None
+            raise
+        return stores
+
+    def _bulk_one_index(self, store: IndexStore, index: str, actions, positions, items) -> None:
         batch: dict[str, tuple] = {}
         prepared = []
         accepted: list[tuple[int, str, str, int, int | None]] = []
@@ -140,6 +172,10 @@ class EmbeddedClient:
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
+            problem = _id_problem(doc_id)
+            if problem is not None:
+                items[pos] = _item_error(op, index, _printable(doc_id), 400, "action_request_validation_exception", problem)
+                continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
             if op == "create" and current is not None:
                 items[pos] = _item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
@@ -149,6 +185,7 @@ class EmbeddedClient:
                 continue
             try:
                 p = store.prepare("delete" if op == "delete" else "index", doc_id, source, batch, next_ord)
+                _check_unicode(p.record)
             except EngineError as exc:
                 items[pos] = _item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
                 continue
@@ -228,7 +265,8 @@ class EmbeddedClient:
                 body[key] = _param_value(params[key])
         if "_source_excludes" in params or "_source_includes" in params:
             body["_source"] = {"includes": _as_list(params.get("_source_includes")), "excludes": _as_list(params.get("_source_excludes"))}
-        size, from_ = int(body.get("size", 10)), int(body.get("from", 0))
+        size, from_ = _int_param(body.get("size", 10), "size"), _int_param(body.get("from", 0), "from")
+        _check_query_vectors(body.get("query"))
         if size < 0 or from_ < 0:
             raise EngineError("[size] and [from] must be non-negative", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
@@ -373,6 +411,60 @@ def filter_source(source: dict, spec) -> dict | None:
         }
 
     return walk(source, "")
+
+
+def _id_problem(doc_id: str) -> str | None:
+    """OpenSearch's checks of a document id (IndexRequest.validate): not empty, at most 512 UTF-8 bytes."""
+    if not doc_id:
+        return "if _id is specified it must not be empty"
+    try:
+        size = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"id [{_printable(doc_id)}] is not valid Unicode text"
+    if size > 512:
+        return f"id [{doc_id[:64]}...] is too long, must be no longer than 512 bytes but was: {size}"
+    return None
+
+
+def _int_param(value, name: str) -> int:
+    """An integer request parameter (as OpenSearch, "10" is accepted); 400 otherwise."""
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise EngineError(f"failed to parse [{name}]: {value!r} is not an integer", 400, "illegal_argument_exception") from None
+
+
+def _check_query_vectors(query) -> None:
+    """k-NN refuses a query vector with NaN or Infinity (instead of silently matching nothing)."""
+    if isinstance(query, dict):
+        for key, value in query.items():
+            if key == "vector" and isinstance(value, list):
+                try:
+                    finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+                except (TypeError, ValueError):
+                    continue  # not numbers: the knn clause reports it
+                if not finite:
+                    raise EngineError("[knn] query vector values cannot be NaN or Infinity", 400, "illegal_argument_exception")
+            else:
+                _check_query_vectors(value)
+    elif isinstance(query, list):
+        for item in query:
+            _check_query_vectors(item)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_unicode(record: dict) -> None:
+    """A document whose text has a lone surrogate cannot be stored as UTF-8: refuse that item only."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
+                          400, "mapper_parsing_exception") from None
 
 
 def _item_error(op: str, index: str | None, doc_id, status: int, error_type: str, reason: str) -> dict:

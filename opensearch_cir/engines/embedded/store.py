@@ -7,7 +7,12 @@
     text/            tantivy index of the text fields (+ `_ord`)
     snapshot.npz     derived, optional: the in-memory state at some commit (no pickle), so that
                      opening a large index replays only the log written since
-    write.lock       held (flock) by the single writer
+    write.lock       held (flock) by the one writer, only while it writes a bulk
+
+One writer at a time, the lock held only while writing: a bulk takes `write.lock` (waiting up to
+WRITE_LOCK_TIMEOUT_S for another process's bulk to finish), writes, and releases it with the
+tantivy writer, so `cir serve` and `cir ingest` can take turns on one folder. Readers never take
+the lock: they read the committed prefix named by the manifest.
 
 A bulk appends to the log and vector files and fsyncs them, then atomically replaces the manifest
 (the acknowledgement point), then commits tantivy and records that in the manifest again. A crash
@@ -600,6 +605,10 @@ class IndexStore:
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
+        self.release_writer()
+
+    def release_writer(self) -> None:
+        """Give up the writer role: the tantivy writer (which holds tantivy's own lock) and `write.lock`."""
         if self._text_writer is not None:
             self._text_writer.wait_merging_threads()
             self._text_writer = None
