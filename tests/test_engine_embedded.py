@@ -12,7 +12,7 @@ import pytest
 from opensearch_cir.engines import connect
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.engines.embedded import store as store_module
-from opensearch_cir.engines.embedded.mapping import analyzer_spec
+from opensearch_cir.engines.embedded.analysis import build_analyzer
 from opensearch_cir.errors import EngineError, UnsupportedQueryError
 from opensearch_cir.resources import index_templates_dir
 from opensearch_cir.scoring import byte4_to_int, combine, int_to_byte4, min_max, rrf_rank_scores
@@ -47,7 +47,7 @@ def bulk_docs(client, index, docs: dict[str, dict]):
 
 def analyze(text: str) -> list[str]:
     settings = {"index.analysis": template()["template"]["settings"]["analysis"]}
-    return analyzer_spec("cir_caption", settings).build().analyze(text)
+    return build_analyzer("cir_caption", settings)(text)
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -67,9 +67,13 @@ def test_caption_analyzer_reproduces_pattern_lowercase_snowball(text, tokens):
 
 
 def test_unreproducible_analyzer_is_refused(client):
-    with pytest.raises(UnsupportedQueryError, match="standard"):
-        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text"}}}})
+    with pytest.raises(UnsupportedQueryError, match="french"):
+        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": "french"}}}})
     assert not client.indices.exists(index="plain")
+    with pytest.raises(EngineError, match="has not been configured") as excinfo:
+        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": "nope"}}}})
+    assert excinfo.value.status == 400 and excinfo.value.error_type == "mapper_parsing_exception"
+    client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text"}}}})  # standard
 
 
 # --- BM25 -----------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,68 +212,3 @@ class Mapping:
 
     def vector_fields(self) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.type == "knn_vector"]
-
-
-# --- analyzers -----------------------------------------------------------------------------------
-_NEGATED_CLASS = re.compile(r"^\[\^(.+)\]\+?$")
-
-
-@dataclass(frozen=True)
-class AnalyzerSpec:
-    """A tantivy-reproducible analyzer: a regex tokenizer over the token pattern plus filters."""
-
-    token_pattern: str
-    filters: tuple[str, ...]
-
-    def build(self):
-        import tantivy
-
-        builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(self.token_pattern))
-        for name in self.filters:
-            if name == "lowercase":
-                builder = builder.filter(tantivy.Filter.lowercase())
-            elif name == "asciifolding":
-                builder = builder.filter(tantivy.Filter.ascii_fold())
-            elif name == "english_snowball":
-                builder = builder.filter(tantivy.Filter.stemmer("english"))
-        return builder.build()
-
-
-def analyzer_spec(name: str, settings: dict) -> AnalyzerSpec:
-    """The tantivy equivalent of analyzer `name` in the index `analysis` settings.
-
-    Supported exactly: a `custom` analyzer whose tokenizer is a `pattern` tokenizer splitting on a
-    negated character class (`[^X]+`, reproduced as tokens matching `[X]+`), followed by
-    `lowercase`, `asciifolding` and `snowball`/`stemmer` English (Porter2) filters. Anything else
-    (the `standard` analyzer included: UAX#29 cannot be reproduced token for token) raises
-    UnsupportedQueryError.
-    """
-    analysis = settings.get("index.analysis", {})
-    spec = analysis.get("analyzer", {}).get(name)
-    if spec is None:
-        raise UnsupportedQueryError(
-            f"analyzer [{name}] cannot be reproduced by the embedded engine; define a custom analyzer with a "
-            "pattern tokenizer in the index settings (see index_templates/cir-index-template.json)"
-        )
-    if spec.get("type", "custom") != "custom" or spec.get("char_filter"):
-        raise UnsupportedQueryError(f"analyzer [{name}]: only custom analyzers without char_filter are supported")
-    tokenizer = analysis.get("tokenizer", {}).get(spec.get("tokenizer"))
-    if not tokenizer or tokenizer.get("type") != "pattern" or tokenizer.get("group", -1) != -1 or tokenizer.get("flags"):
-        raise UnsupportedQueryError(f"analyzer [{name}]: tokenizer {spec.get('tokenizer')!r} is not a supported pattern tokenizer")
-    negated = _NEGATED_CLASS.match(tokenizer.get("pattern", r"\W+"))
-    if not negated:
-        raise UnsupportedQueryError(
-            f"analyzer [{name}]: pattern {tokenizer.get('pattern')!r} must be a negated character class like [^\\p{{L}}\\p{{N}}]+"
-        )
-    filters = []
-    for filter_name in spec.get("filter", []):
-        definition = analysis.get("filter", {}).get(filter_name, {"type": filter_name})
-        kind = definition.get("type")
-        language = str(definition.get("language", definition.get("name", ""))).lower()
-        if kind in ("lowercase", "asciifolding") and len(definition) == 1:
-            filters.append(kind)
-        elif (kind == "snowball" and language == "english") or (kind == "stemmer" and language == "porter2"):
-            filters.append("english_snowball")
-        else:
-            raise UnsupportedQueryError(f"analyzer [{name}]: token filter {filter_name!r} ({definition}) is not supported")
-    return AnalyzerSpec(f"[{negated.group(1)}]+", tuple(filters))

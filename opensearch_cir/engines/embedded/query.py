@@ -372,7 +372,7 @@ class Executor:
             return field, params, None
         import tantivy
 
-        tokens = self.store.analyzers[field].analyze(str(params["query"]))
+        tokens = [t for t in self.store.analyzers[field](str(params["query"])) if t]
         if not tokens:
             return field, params, None
         occur = tantivy.Occur.Must if operator == "and" else tantivy.Occur.Should

@@ -31,10 +31,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import EngineError
-from .mapping import FieldSpec, Mapping, analyzer_spec
+from .analysis import build_analyzer
+from .mapping import FieldSpec, Mapping
 from .vectors import VectorField
 
 ORD_FIELD = "_ord"
+# Text is analysed in Python (analysis/); tantivy receives the tokens joined by this character and
+# only splits them apart again.
+TOKEN_SEPARATOR = "\x00"
 WRITE_LOCK_TIMEOUT_S = 10.0
 SNAPSHOT_MIN_BYTES = 16 * 2**20  # write a snapshot once the log grew this much (and by 25 %)
 
@@ -131,7 +135,7 @@ class IndexStore:
     def _create(self, settings: dict, mappings: dict) -> None:
         mapping = Mapping(mappings, settings)  # validates before anything is written
         for spec in mapping.text_fields():
-            analyzer_spec(spec.params.get("analyzer", "standard"), settings)
+            build_analyzer(spec.params.get("analyzer", "standard"), settings)
         self.folder.mkdir(parents=True)
         (self.folder / "vectors").mkdir()
         (self.folder / "text").mkdir()
@@ -165,11 +169,12 @@ class IndexStore:
         for spec in mapping.text_fields():
             analyzer = spec.params.get("analyzer", "standard")
             builder.add_text_field(tantivy_name(spec.path), tokenizer_name=analyzer, index_option="freq")
-            self.analyzers[spec.path] = analyzer_spec(analyzer, mapping.settings).build()
+            self.analyzers[spec.path] = build_analyzer(analyzer, mapping.settings)
         schema = builder.build()
         index = tantivy.Index(schema, path=str(self.folder / "text"), reuse=not create)
+        splitter = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(f"[^{TOKEN_SEPARATOR}]+")).build()
         for spec in mapping.text_fields():
-            index.register_tokenizer(spec.params.get("analyzer", "standard"), self.analyzers[spec.path])
+            index.register_tokenizer(spec.params.get("analyzer", "standard"), splitter)
         self.text_schema, self.text_index = schema, index
 
     # --- the committed state, as a reader sees it ---------------------------------------------------
@@ -416,8 +421,10 @@ class IndexStore:
         has_tokens = False
         for spec in self.mapping.text_fields():
             for value in self._normalise(spec, flat.get(spec.path, [])):
-                doc.add_text(tantivy_name(spec.path), value)
-                has_tokens = has_tokens or bool(self.analyzers[spec.path].analyze(value))
+                tokens = [t.replace(TOKEN_SEPARATOR, "") for t in self.analyzers[spec.path](value)]
+                if any(tokens):
+                    doc.add_text(tantivy_name(spec.path), TOKEN_SEPARATOR.join(tokens))
+                    has_tokens = True
         return doc if has_tokens else None
 
     def prepare(self, op: str, doc_id: str, source: dict | None, batch: dict[str, tuple], next_ord: int) -> Prepared:
