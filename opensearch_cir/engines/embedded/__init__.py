@@ -36,7 +36,10 @@ __all__ = ["EmbeddedClient"]
 
 DEFAULT_HNSW_THRESHOLD = 50_000
 DEFAULT_TRACK_TOTAL_HITS = 10_000
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+# MetadataCreateIndexService.validateIndexOrAliasName: any (unicode) name without these characters
+_INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')
+DEFAULT_MAX_RESULT_WINDOW = 10_000
+MAX_ID_BYTES = 512
 _SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout"}
 _SEARCH_PARAMS = {"search_pipeline", "size", "from", "track_total_hits", "explain", "_source", "_source_excludes", "_source_includes", "request_timeout", "timeout"}
 
@@ -133,6 +136,11 @@ class EmbeddedClient:
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
+            if doc_id == "" or len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
+                reason = ("Validation Failed: 1: if _id is specified it must not be empty;" if doc_id == "" else
+                          f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode('utf-8'))};")
+                items[pos] = _item_error(op, index, doc_id, 400, "action_request_validation_exception", reason)
+                continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
             if op == "create" and current is not None:
                 items[pos] = _item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
@@ -164,24 +172,38 @@ class EmbeddedClient:
         self.indices.create(index=index)
         return self._store(index)
 
-    def index(self, index: str, body: dict, id: str | None = None, refresh=None, params: dict | None = None, **_transport) -> dict:
-        """Index one document (created or replaced)."""
+    def index(self, index: str, body: dict, id: str | None = None, refresh=None, params: dict | None = None, op_type: str | None = None, **_transport) -> dict:
+        """Index one document (created or replaced); `op_type="create"` fails with 409 when the id exists."""
+        op = str(op_type or (params or {}).get("op_type") or "index")
+        if op not in ("index", "create"):
+            raise EngineError(f"opType must be 'create' or 'index', found: [{op}]", 400, "illegal_argument_exception")
         meta = {"_index": index}
         if id is not None:
             meta["_id"] = id
-        item = self.bulk(body=[{"index": meta}, body])["items"][0]["index"]
+        item = self.bulk(body=[{op: meta}, body])["items"][0][op]
         if "error" in item:
             raise EngineError(item["error"]["reason"], item["status"], item["error"]["type"])
         return {k: v for k, v in item.items() if k != "status"}
 
-    def get(self, index: str, id: str, params: dict | None = None, **_transport) -> dict:
-        """The stored document; EngineError 404 when it does not exist."""
+    def create(self, index: str, id: str, body: dict, refresh=None, params: dict | None = None, **_transport) -> dict:
+        """Index a new document; EngineError 409 when the id exists."""
+        return self.index(index=index, body=body, id=id, op_type="create")
+
+    def get(self, index: str, id: str, params: dict | None = None, **kwargs) -> dict:
+        """The stored document (`_source`, `_source_includes`, `_source_excludes` filter it);
+        EngineError 404 when it does not exist."""
+        params = {**(params or {}), **{k: v for k, v in kwargs.items() if k.startswith("_source")}}
+        spec = _source_spec(params)
         with self._lock:
             store = self._store(index)
             ordinal = store.current(str(id))
             if ordinal is None:
                 raise EngineError(f"document [{id}] not found in [{index}]", 404, "not_found")
-            return {"_index": index, "_id": str(id), "_version": store.id_version[str(id)], "found": True, "_source": store.source(ordinal)}
+            response = {"_index": index, "_id": str(id), "_version": store.id_version[str(id)], "found": True}
+            source = filter_source(store.source(ordinal), spec)
+            if source is not None:
+                response["_source"] = source
+            return response
 
     def delete(self, index: str, id: str, refresh=None, params: dict | None = None, **_transport) -> dict:
         """Delete one document; EngineError 404 when it does not exist."""
@@ -216,17 +238,23 @@ class EmbeddedClient:
         unknown = set(params) - _SEARCH_PARAMS
         if unknown:
             raise UnsupportedQueryError(f"search parameter(s) {sorted(unknown)} are not supported by the embedded engine")
-        for key in ("size", "from", "track_total_hits", "explain", "_source"):
+        for key in ("size", "from", "track_total_hits", "explain"):
             if key in params:
                 body[key] = _param_value(params[key])
-        if "_source_excludes" in params or "_source_includes" in params:
-            body["_source"] = {"includes": _as_list(params.get("_source_includes")), "excludes": _as_list(params.get("_source_excludes"))}
+        if any(key in params for key in ("_source", "_source_includes", "_source_excludes")):
+            body["_source"] = _source_spec(params)
         size, from_ = int(body.get("size", 10)), int(body.get("from", 0))
         if size < 0 or from_ < 0:
             raise EngineError("[size] and [from] must be non-negative", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
         with self._lock:
             store = self._store(index)
+            window = int(store.settings.get("index.max_result_window", DEFAULT_MAX_RESULT_WINDOW))
+            if from_ + size > window:
+                raise EngineError(
+                    f"Result window is too large, from + size must be less than or equal to: [{window}] but was [{from_ + size}]. "
+                    "See the scroll api for a more efficient way to request large data sets. This limit can be set by changing "
+                    "the [index.max_result_window] index level setting.", 400, "illegal_argument_exception")
             executor = self._executor(store)
             name = next(iter(query)) if isinstance(query, dict) and len(query) == 1 else None
             explain = bool(body.get("explain", False))
@@ -235,10 +263,10 @@ class EmbeddedClient:
                 hybrid_hits, total = run_hybrid(executor, query["hybrid"], pipeline, from_=from_, size=size)
                 page = hybrid_hits[from_ : from_ + size]
                 hits = [self._hit(store, index, h.ordinal, h.score, body.get("_source", True), explanation(h, pipeline) if explain else None) for h in page]
-                max_score = hybrid_hits[0].score if hybrid_hits else None
+                max_score = hybrid_hits[0].score if hybrid_hits else 0.0  # neural-search reports 0.0
             else:
                 if params.get("search_pipeline") is not None:
-                    self._pipeline_for(store, params["search_pipeline"])  # must exist; it only affects hybrid queries
+                    self._pipeline_for(store, params["search_pipeline"], hybrid=False)  # must exist and be valid
                 ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
                 if from_ + size == 0:
                     ranked = executor.top(query, 1)[0]
@@ -255,15 +283,18 @@ class EmbeddedClient:
         response_hits["hits"] = hits
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": _shards(), "hits": response_hits}
 
-    def _pipeline_for(self, store: IndexStore, name: str | None):
+    def _pipeline_for(self, store: IndexStore, name: str | None, *, hybrid: bool = True):
         name = name or store.settings.get("index.search.default_pipeline")
-        if name in (None, "_none"):
+        pipeline = None
+        if name not in (None, "_none"):
+            pipelines = self._read_registry("pipelines")
+            if name not in pipelines:
+                raise EngineError(f"Pipeline {name} is not defined", 404, "resource_not_found_exception")
+            pipeline = parse_pipeline(name, pipelines[name])
+        if hybrid and (pipeline is None or not pipeline.phase):
             raise EngineError("a hybrid query needs a search pipeline with a normalization-processor or score-ranker-processor "
                               "(params={'search_pipeline': NAME} or index.search.default_pipeline)", 400, "illegal_argument_exception")
-        pipelines = self._read_registry("pipelines")
-        if name not in pipelines:
-            raise EngineError(f"Pipeline {name} is not defined", 404, "resource_not_found_exception")
-        return parse_pipeline(name, pipelines[name])
+        return pipeline
 
     def _hit(self, store: IndexStore, index: str, ordinal: int, score: float, source_spec, explanation_body) -> dict:
         hit = {"_index": index, "_id": store.ids[ordinal], "_score": score}
@@ -298,6 +329,19 @@ def _param_value(value):
         if value.lstrip("-").isdigit():
             return int(value)
     return value
+
+
+def _source_spec(params: dict):
+    """The `_source` filter of request parameters (`_source`, `_source_includes`, `_source_excludes`)."""
+    includes, excludes = _as_list(params.get("_source_includes")), _as_list(params.get("_source_excludes"))
+    source = _param_value(params.get("_source", True))
+    if includes or excludes:
+        if source is False:
+            return False
+        if isinstance(source, (str, list)):
+            includes = includes or _as_list(source)
+        return {"includes": includes, "excludes": excludes}
+    return source
 
 
 def _as_list(value) -> list:
@@ -368,6 +412,25 @@ def filter_source(source: dict, spec) -> dict | None:
     return walk(source, "")
 
 
+def _validate_index_name(index) -> None:
+    """OpenSearch's index name rules (MetadataCreateIndexService.validateIndexOrAliasName)."""
+    def invalid(why: str) -> EngineError:
+        return EngineError(f"Invalid index name [{index}], {why}", 400, "invalid_index_name_exception")
+
+    if not isinstance(index, str) or not index:
+        raise invalid("must not be empty")
+    if _INDEX_NAME_FORBIDDEN.search(index):
+        raise invalid('must not contain the following characters [ , ", *, \\, <, |, ,, >, /, ?, #, :]')
+    if index[0] in "_-+":
+        raise invalid("must not start with '_', '-', or '+'")
+    if index != index.lower():
+        raise invalid("must be lowercase")
+    if index in (".", ".."):
+        raise invalid("must not be '.' or '..'")
+    if len(index.encode("utf-8")) > 255:
+        raise invalid(f"index name is too long, ({len(index.encode('utf-8'))} > 255)")
+
+
 def _item_error(op: str, index: str | None, doc_id, status: int, error_type: str, reason: str) -> dict:
     return {op: {"_index": index, "_id": doc_id, "status": status, "error": {"type": error_type, "reason": reason}}}
 
@@ -410,8 +473,7 @@ class _Indices:
         self._client = client
 
     def create(self, index: str, body: dict | None = None, params: dict | None = None, **_transport) -> dict:
-        if not _INDEX_NAME.match(index or "") or index != index.lower() or len(index.encode()) > 255:
-            raise EngineError(f"Invalid index name [{index}]", 400, "invalid_index_name_exception")
+        _validate_index_name(index)
         with self._client._lock:
             folder = self._client.root / index
             if folder.exists():

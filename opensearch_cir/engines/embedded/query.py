@@ -214,6 +214,8 @@ class Executor:
             raise EngineError(f"[{clause}] failed to parse [{value}] for field [{spec.path}] of type [{spec.type}]", 400, "query_shard_exception") from None
 
     def _value_mask(self, field: str, values: list, clause: str) -> np.ndarray:
+        if field == "_id":  # OpenSearch's _id field answers term/terms/match like `ids`
+            return self._filter_ids({"values": [str(v) for v in values]})
         spec = self._spec(field)
         column = self._column(field)
         mask = np.zeros(self.n, dtype=bool)
@@ -287,6 +289,8 @@ class Executor:
     def _filter_exists(self, body) -> np.ndarray:
         _check_params("exists", body, {"field", "boost", "_name"})
         field = body.get("field")
+        if field == "_id":
+            return self.live.copy()
         mask = np.zeros(self.n, dtype=bool)
         for path, column in self.store.columns.items():
             if path == field or path.startswith(field + ".") and field not in self.store.mapping.fields:
@@ -331,8 +335,10 @@ class Executor:
             hits = self._text_hits(self._text_term_query(field, str(params["value"])), restrict)
             return Scored(hits.ords, hits.scores * np.float32(boost))
         mask = self._value_mask(field, [params["value"]], "term") & self.live
-        if spec is None or spec.type != "keyword":
-            return Scored.constant(mask, boost)  # numeric/boolean term queries are constant score
+        if spec is None or spec.type != "keyword" or not self.legacy_bm25:
+            # numeric/boolean/_id term queries are constant score; since OpenSearch 3.0 keyword ones too
+            # (opensearch-project/OpenSearch#17823); 2.x scores a keyword term with BM25
+            return Scored.constant(mask, boost)
         return Scored.constant(mask, self._keyword_bm25(field, int(mask.sum()), boost))
 
     def _keyword_bm25(self, field: str, doc_freq: int, boost: float) -> float:
@@ -350,7 +356,7 @@ class Executor:
         boost = float(params.get("boost", 1.0))
         if query is None:
             spec = self._spec(field)
-            if spec is None or spec.type == "text":
+            if field != "_id" and (spec is None or spec.type == "text"):
                 return Scored.empty()  # unmapped field, or no tokens left after analysis
             return self._query_term({field: {"value": params["query"], "boost": boost}}, restrict)
         hits = self._text_hits(query, restrict)
