@@ -129,7 +129,9 @@ class Mapping:
 
     def _check_knn(self, path: str, params: dict) -> None:
         dim = params.get("dimension")
-        if not isinstance(dim, int) or not 1 <= dim <= MAX_KNN_DIMENSION:
+        if isinstance(dim, str) and dim.strip().isdigit():  # OpenSearch parses "4" as 4
+            dim = params["dimension"] = int(dim)
+        if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_KNN_DIMENSION:
             raise EngineError(f"[{path}] knn_vector dimension must be 1..{MAX_KNN_DIMENSION}", 400, "mapper_parsing_exception")
         space = params.get("space_type") or params.get("method", {}).get("space_type") or "l2"
         if space not in KNN_SPACE_TYPES:

@@ -433,10 +433,15 @@ class Executor:
             raise EngineError("[knn] requires exactly one of k, distance or score to be set", 400, "illegal_argument_exception")
         method = params.get("method_parameters") or {}
         _check_params("knn.method_parameters", method, {"ef_search"})
-        vector = np.asarray(params["vector"], dtype=np.float32)
+        try:
+            vector = np.asarray(params["vector"], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise EngineError("[knn] vector must be an array of numbers", 400, "parsing_exception") from None
         field_store = self.store.vector_fields[field]
         if vector.ndim != 1 or vector.shape[0] != field_store.dim:
-            raise EngineError(f"[knn] query vector has invalid dimension: {vector.shape[-1] if vector.ndim else 0}. Dimension should be: {field_store.dim}", 400, "illegal_argument_exception")
+            raise EngineError(f"Query vector has invalid dimension: {vector.shape[-1] if vector.ndim else 0}. Dimension should be: {field_store.dim}", 400, "illegal_argument_exception")
+        if field_store.space == "cosinesimil" and not vector.any():
+            raise EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "illegal_argument_exception")
         candidates = self.live.copy()
         column = self._column(field)
         has_vector = self._mask_of(self.store.ords_array((field, "#present"), column.present)) if column else np.zeros(self.n, bool)
@@ -456,7 +461,12 @@ class Executor:
             ords, scores = field_store.exact(vector, int(candidates.sum()), candidates, self.n)
             threshold = params.get("min_score")
             if threshold is None:
-                threshold = _distance_to_score(float(params["max_distance"]), field_store.space)
+                distance = float(params["max_distance"])
+                if distance < 0 and field_store.space != "innerproduct":
+                    raise EngineError(f"[knn] requires distance to be non-negative for space type: {field_store.space}", 400, "illegal_argument_exception")
+                threshold = _distance_to_score(distance, field_store.space, _engine(spec))
+            elif float(threshold) > 1 and field_store.space != "innerproduct":
+                raise EngineError(f"[knn] requires score to be in the range [0, 1] for space type: {field_store.space}", 400, "illegal_argument_exception")
             keep = scores >= np.float32(threshold)
             ords, scores = ords[keep], scores[keep]
         scores = scores * np.float32(params.get("boost", 1.0))
@@ -513,13 +523,20 @@ def _in_range(value: str, bounds: dict[str, str]) -> bool:
     )
 
 
-def _distance_to_score(distance: float, space: str) -> float:
-    """k-NN's max_distance → min_score conversion for a space type."""
+def _engine(spec) -> str:
+    return (spec.params.get("method") or {}).get("engine", "faiss")
+
+
+def _distance_to_score(distance: float, space: str, engine: str = "faiss") -> float:
+    """k-NN's max_distance → min_score conversion for a space type and engine (Lucene.java
+    DISTANCE_TRANSLATIONS: on a Lucene innerproduct field the distance is the inner product)."""
     from ...scoring import knn_score
 
     if space == "l2":
         return float(knn_score(distance, "l2"))
     if space == "innerproduct":
+        if engine == "lucene":
+            return 1 / (1 - distance) if distance <= 0 else distance + 1
         return float(knn_score(-distance, "innerproduct"))
     if space == "cosinesimil":
         return float(knn_score(1 - distance, "cosinesimil"))

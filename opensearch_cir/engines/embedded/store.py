@@ -450,6 +450,8 @@ class IndexStore:
                 raise EngineError(
                     f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception"
                 )
+            if field.space == "cosinesimil" and field.spec.params.get("method", {}).get("engine") == "lucene" and not vector.any():
+                raise EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
             vectors[path] = vector
         try:
             source = json.loads(json.dumps(source, allow_nan=False))
