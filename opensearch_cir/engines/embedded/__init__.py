@@ -40,6 +40,15 @@ DEFAULT_TRACK_TOTAL_HITS = 10_000
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')
 DEFAULT_MAX_RESULT_WINDOW = 10_000
 MAX_ID_BYTES = 512
+# Keys of OpenSearch's search body that the embedded engine does not implement (refused as
+# unsupported); any other unknown key is a 400 parsing_exception, as upstream.
+_OPENSEARCH_SEARCH_BODY_KEYS = {
+    "aggs", "aggregations", "sort", "min_score", "highlight", "post_filter", "search_after", "collapse", "rescore",
+    "suggest", "stored_fields", "docvalue_fields", "fields", "script_fields", "version", "seq_no_primary_term",
+    "indices_boost", "profile", "stats", "terminate_after", "track_scores", "ext", "slice", "pit", "search_pipeline",
+    "verbose_pipeline", "include_named_queries_score", "derived",
+}
+_GET_PARAMS = {"_source", "_source_includes", "_source_excludes", "realtime", "refresh", "preference", "routing"}
 _SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout"}
 _SEARCH_PARAMS = {"search_pipeline", "size", "from", "track_total_hits", "explain", "_source", "_source_excludes", "_source_includes", "request_timeout", "timeout"}
 
@@ -66,7 +75,7 @@ class EmbeddedClient:
 
     # --- plumbing ----------------------------------------------------------------------------------
     def _store(self, index: str) -> IndexStore:
-        if not isinstance(index, str) or "," in index or "*" in index:
+        if not isinstance(index, str) or "," in index or "*" in index or index == "_all":
             raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported by the embedded engine; name one index")
         store = self._stores.get(index)
         folder = self.root / index
@@ -136,9 +145,11 @@ class EmbeddedClient:
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
-            if doc_id == "" or len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
-                reason = ("Validation Failed: 1: if _id is specified it must not be empty;" if doc_id == "" else
-                          f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode('utf-8'))};")
+            if doc_id == "":  # rest-api-spec bulk/10_basic.yml "Empty _id"
+                items[pos] = _item_error(op, index, doc_id, 400, "illegal_argument_exception", "if _id is specified it must not be empty")
+                continue
+            if len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
+                reason = f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode('utf-8'))};"
                 items[pos] = _item_error(op, index, doc_id, 400, "action_request_validation_exception", reason)
                 continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
@@ -192,7 +203,9 @@ class EmbeddedClient:
     def get(self, index: str, id: str, params: dict | None = None, **kwargs) -> dict:
         """The stored document (`_source`, `_source_includes`, `_source_excludes` filter it);
         EngineError 404 when it does not exist."""
-        params = {**(params or {}), **{k: v for k, v in kwargs.items() if k.startswith("_source")}}
+        params = {**(params or {}), **{k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")}}
+        if set(params) - _GET_PARAMS:
+            raise UnsupportedQueryError(f"get parameter(s) {sorted(set(params) - _GET_PARAMS)} are not supported by the embedded engine")
         spec = _source_spec(params)
         with self._lock:
             store = self._store(index)
@@ -233,6 +246,9 @@ class EmbeddedClient:
         params = dict(params or {})
         params.update({k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")})
         unknown = set(body) - _SEARCH_BODY_KEYS
+        if unknown - _OPENSEARCH_SEARCH_BODY_KEYS:
+            key = sorted(unknown - _OPENSEARCH_SEARCH_BODY_KEYS)[0]
+            raise EngineError(f"Unknown key for a START_OBJECT in [{key}].", 400, "parsing_exception")
         if unknown:
             raise UnsupportedQueryError(f"search body key(s) {sorted(unknown)} are not supported by the embedded engine")
         unknown = set(params) - _SEARCH_PARAMS
@@ -244,8 +260,10 @@ class EmbeddedClient:
         if any(key in params for key in ("_source", "_source_includes", "_source_excludes")):
             body["_source"] = _source_spec(params)
         size, from_ = int(body.get("size", 10)), int(body.get("from", 0))
-        if size < 0 or from_ < 0:
-            raise EngineError("[size] and [from] must be non-negative", 400, "illegal_argument_exception")
+        if from_ < 0:
+            raise EngineError("[from] parameter cannot be negative", 400, "illegal_argument_exception")
+        if size < 0:
+            raise EngineError(f"[size] parameter cannot be negative, found [{size}]", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
         with self._lock:
             store = self._store(index)
@@ -453,7 +471,10 @@ def _parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
             raise UnsupportedQueryError("bulk action [update] is not supported by the embedded engine; use index")
         if op not in ("index", "create", "delete"):
             raise EngineError(f"Malformed action/metadata line [{i + 1}], unknown action [{op}]", 400, "illegal_argument_exception")
-        unknown = set(meta or {}) - {"_index", "_id", "routing", "pipeline"}
+        meta = dict(meta or {})
+        if op == "index" and str(meta.pop("op_type", "index")) == "create":
+            op = "create"
+        unknown = set(meta) - {"_index", "_id", "routing", "pipeline"}
         if unknown or (meta or {}).get("pipeline"):
             raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if (meta or {}).get('pipeline') else set()))} not supported by the embedded engine")
         if op == "delete":

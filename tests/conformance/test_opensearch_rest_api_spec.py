@@ -1,0 +1,228 @@
+"""Cases from OpenSearch's REST tests (opensearch-project/OpenSearch,
+rest-api-spec/src/main/resources/rest-api-spec/test/<api>/<file>.yml), written for the embedded
+client. Each test names the YAML file and the test ("quoted") whose expectation it encodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from opensearch_cir.engines.embedded import EmbeddedClient
+from opensearch_cir.errors import EngineError, UnsupportedQueryError
+
+SOURCE = "OpenSearch rest-api-spec"
+pytestmark = pytest.mark.upstream(SOURCE)
+
+
+@pytest.fixture()
+def client(tmp_path):
+    c = EmbeddedClient(tmp_path / "engine")
+    yield c
+    c.close()
+
+
+def raises(status: int, error_type: str | None = None, match: str | None = None):
+    """Context manager: an EngineError with this status (and type / message)."""
+
+    class _Check:
+        def __enter__(self):
+            self._ctx = pytest.raises(EngineError, match=match)
+            self.info = self._ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *exc):
+            handled = self._ctx.__exit__(*exc)
+            assert self.info.value.status == status, self.info.value
+            if error_type is not None:
+                assert self.info.value.error_type == error_type, self.info.value
+            return handled
+
+    return _Check()
+
+
+# --- index/*.yml --------------------------------------------------------------------------------
+def test_index_10_with_id_index_with_id(client):
+    """index/10_with_id.yml "Index with ID": a unicode index name, then get; a 600-byte id is a 400."""
+    r = client.index(index="test-weird-index-中文", id="1", body={"foo": "bar"})
+    assert (r["_index"], r["_id"], r["_version"]) == ("test-weird-index-中文", "1", 1)
+    got = client.get(index="test-weird-index-中文", id="1")
+    assert (got["_version"], got["_source"]) == (1, {"foo": "bar"})
+    with raises(400):
+        client.index(index="idx", id="a" * 600, body={"foo": "bar"})
+
+
+def test_index_12_result_index_result_field(client):
+    """index/12_result.yml "Index result field": created, then updated."""
+    assert client.index(index="test_index", id="1", body={"foo": "bar"})["result"] == "created"
+    assert client.index(index="test_index", id="1", body={"foo": "bar"}, op_type="index")["result"] == "updated"
+
+
+def test_index_20_optype_optype(client):
+    """index/20_optype.yml "Optype": op_type=create twice is a conflict (409); op_type=index then gives version 2."""
+    client.index(index="test_1", id="1", op_type="create", body={"foo": "bar"})
+    with raises(409, "version_conflict_engine_exception"):
+        client.index(index="test_1", id="1", op_type="create", body={"foo": "bar"})
+    assert client.index(index="test_1", id="1", op_type="index", body={"foo": "bar"})["_version"] == 2
+
+
+# --- get/70_source_filtering.yml ------------------------------------------------------------------
+@pytest.fixture()
+def source_doc(client):
+    client.indices.create(index="test_1", body={"mappings": {"properties": {"count": {"type": "integer"}}}})
+    client.index(index="test_1", id="1", body={"include": {"field1": "v1", "field2": "v2"}, "count": 1})
+    return client
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"_source": "false"}, None),
+        ({"_source": "true"}, {"include": {"field1": "v1", "field2": "v2"}, "count": 1}),
+        ({"_source": "include.field1"}, {"include": {"field1": "v1"}}),
+        ({"_source_includes": "include.field1"}, {"include": {"field1": "v1"}}),
+        ({"_source_includes": "include.field1,include.field2"}, {"include": {"field1": "v1", "field2": "v2"}}),
+        ({"_source_includes": "include", "_source_excludes": "*.field2"}, {"include": {"field1": "v1"}}),
+    ],
+)
+def test_get_70_source_filtering(source_doc, params, expected):
+    """get/70_source_filtering.yml "Source filtering" (each `get` of the test)."""
+    got = source_doc.get(index="test_1", id="1", params=params)
+    assert (got["_index"], got["_id"]) == ("test_1", "1")
+    assert got.get("_source") == expected
+
+
+@pytest.mark.unsupported("stored_fields: the embedded engine keeps only _source")
+def test_get_70_source_filtering_stored_fields(source_doc):
+    """get/70_source_filtering.yml "Source filtering": the `stored_fields: count` request."""
+    with pytest.raises(UnsupportedQueryError):
+        source_doc.get(index="test_1", id="1", params={"stored_fields": "count", "_source": "true"})
+
+
+# --- bulk/10_basic.yml ---------------------------------------------------------------------------
+def test_bulk_10_basic_array_of_objects(client):
+    """bulk/10_basic.yml "Array of objects": two documents, count 2."""
+    body = [{"index": {"_index": "test_index", "_id": "test_id"}}, {"f1": "v1", "f2": 42},
+            {"index": {"_index": "test_index", "_id": "test_id2"}}, {"f1": "v2", "f2": 47}]
+    assert not client.bulk(body=body, refresh=True)["errors"]
+    assert client.count(index="test_index")["count"] == 2
+
+
+def test_bulk_10_basic_empty_id(client):
+    """bulk/10_basic.yml "Empty _id": a per-item 400 illegal_argument_exception, the others created."""
+    body = [{"index": {"_index": "test", "_id": ""}}, {"f": 1}, {"index": {"_index": "test", "_id": "id"}}, {"f": 2},
+            {"index": {"_index": "test"}}, {"f": 3}]
+    r = client.bulk(body=body, refresh=True)
+    assert r["errors"] is True
+    first = r["items"][0]["index"]
+    assert (first["status"], first["error"]["type"], first["error"]["reason"]) == (
+        400, "illegal_argument_exception", "if _id is specified it must not be empty")
+    assert [r["items"][i]["index"]["result"] for i in (1, 2)] == ["created", "created"]
+    assert client.count(index="test")["count"] == 2
+
+
+def test_bulk_10_basic_empty_id_with_op_type_create(client):
+    """bulk/10_basic.yml "Empty _id with op_type create": create without id and index with op_type create."""
+    body = [{"index": {"_index": "test", "_id": ""}}, {"f": 1}, {"index": {"_index": "test", "_id": "id"}}, {"f": 2},
+            {"index": {"_index": "test"}}, {"f": 3}, {"create": {"_index": "test"}}, {"f": 4},
+            {"index": {"_index": "test", "op_type": "create"}}, {"f": 5}]
+    r = client.bulk(body=body, refresh=True)
+    assert r["items"][0]["index"]["status"] == 400
+    assert r["items"][3]["create"]["result"] == "created" and r["items"][4]["create"]["result"] == "created"
+    assert client.count(index="test")["count"] == 4
+
+
+def test_bulk_10_basic_empty_action(client):
+    """bulk/10_basic.yml "empty action": an empty action line is a malformed request."""
+    with raises(400, match="Malformed action/metadata line \\[3\\]"):
+        client.bulk(body='{"index": {"_index": "test_index", "_id": "test_id"}}\n{"f1": "v1", "f2": 42}\n{}\n')
+
+
+@pytest.mark.unsupported("aliases (require_alias) are not supported by the embedded engine")
+def test_bulk_10_basic_require_alias(client):
+    """bulk/10_basic.yml "When setting require_alias flag per request"."""
+    with pytest.raises(UnsupportedQueryError):
+        client.indices.create(index="backing_index", body={"mappings": {}, "aliases": {"test_require_alias": {}}})
+
+
+# --- search/*.yml --------------------------------------------------------------------------------
+@pytest.fixture()
+def two_indices(client):
+    client.indices.create(index="test_2")
+    client.indices.create(index="test_1")
+    client.index(index="test_1", id="1", body={"foo": "bar"})
+    client.index(index="test_2", id="42", body={"foo": "bar"})
+    return client
+
+
+def test_search_20_default_values_basic_search(two_indices):
+    """search/20_default_values.yml "Basic search": per-index match on a dynamic string."""
+    for index, doc_id in (("test_1", "1"), ("test_2", "42")):
+        hits = two_indices.search(index=index, body={"query": {"match": {"foo": "bar"}}})["hits"]
+        assert hits["total"]["value"] == 1 and (hits["hits"][0]["_index"], hits["hits"][0]["_id"]) == (index, doc_id)
+
+
+@pytest.mark.unsupported("searches over several indices (_all) are not supported by the embedded engine")
+def test_search_20_default_values_basic_search_all(two_indices):
+    """search/20_default_values.yml "Basic search": the `index: _all` request."""
+    with pytest.raises(UnsupportedQueryError):
+        two_indices.search(index="_all", body={"query": {"match": {"foo": "bar"}}})
+
+
+def test_search_20_default_values_body_without_query(two_indices):
+    """search/20_default_values.yml "Search body without query element": bad_request."""
+    with pytest.raises(EngineError) as info:
+        two_indices.search(index="test_1", body={"match": {"foo": "bar"}})
+    assert info.value.status == 400
+
+
+def test_search_20_default_values_new_response_format(two_indices):
+    """search/20_default_values.yml "Search with new response format": total is {value, relation}."""
+    hits = two_indices.search(index="test_1", body={"query": {"match_all": {}}})["hits"]
+    assert hits["total"] == {"value": 1, "relation": "eq"}
+
+
+@pytest.fixture()
+def limits(client):
+    client.indices.create(index="test_1", body={"settings": {"index.max_docvalue_fields_search": 2, "index.max_script_fields": 2}})
+    client.index(index="test_1", id="1", body={"foo": "bar"})
+    return client
+
+
+def test_search_30_limits_request_window_without_scroll(limits):
+    """search/30_limits.yml "Request window limits without scroll"."""
+    with raises(400, match=r"Result window is too large, from \+ size must be less than or equal to: \[10000\] but was \[10010\]\. See the scroll api"):
+        limits.search(index="test_1", params={"from": 10000})
+
+
+def test_search_30_limits_negative_from(limits):
+    """search/30_limits.yml "Request with negative from value"."""
+    with raises(400, match=r"\[from\] parameter cannot be negative"):
+        limits.search(index="test_1", params={"from": -2})
+
+
+def test_search_30_limits_max_result_window_setting(client):
+    """search/30_limits.yml "Request window limits without scroll", with the window set lower (the
+    message names the [index.max_result_window] setting)."""
+    client.indices.create(index="small", body={"settings": {"index.max_result_window": 5}})
+    with raises(400, match=r"\[5\] but was \[10\]"):
+        client.search(index="small", body={"size": 10})
+
+
+@pytest.fixture()
+def max_score(client):
+    client.indices.create(index="test_1", body={"mappings": {"properties": {"foo": {"type": "keyword"}}}})
+    client.bulk(body=[{"index": {"_index": "test_1"}}, {"foo": "bar"}, {"index": {"_index": "test_1"}}, {"foo": "bar"}], refresh=True)
+    return client
+
+
+def test_search_400_max_score_keyword_term_is_constant_score(max_score):
+    """search/400_max_score.yml "Test max score with sorting on score firstly": a keyword term query
+    scores 1.0 (constant score since 3.x), so max_score is 1.0."""
+    hits = max_score.search(index="test_1", body={"query": {"term": {"foo": "bar"}}})["hits"]
+    assert hits["total"]["value"] == 2 and len(hits["hits"]) == 2 and hits["max_score"] == 1.0
+
+
+@pytest.mark.unsupported("sort is not supported by the embedded engine")
+def test_search_400_max_score_sort_on_score(max_score):
+    """search/400_max_score.yml "Test max score with sorting on score firstly": the sorted requests."""
+    with pytest.raises(UnsupportedQueryError):
+        max_score.search(index="test_1", body={"query": {"term": {"foo": "bar"}}, "sort": [{"_score": "desc"}, {"_doc": "desc"}]})
