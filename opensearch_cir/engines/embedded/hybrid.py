@@ -147,7 +147,7 @@ def _push_filter(query: dict, filter_clause: dict | None) -> dict:
     return {"bool": {"must": [query], "filter": [filter_clause]}}
 
 
-def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int) -> tuple[list[HybridHit], int]:
+def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int, max_result_window: int = 10_000) -> tuple[list[HybridHit], int]:
     """All combined hits (best first, the top `pagination_depth` of each sub-query) and the total
     (every document any sub-query matches)."""
     if not isinstance(hybrid, dict):
@@ -166,8 +166,12 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
             raise EngineError("pagination_depth is missing in the search request", 400, "illegal_argument_exception")
         depth = from_ + size
     depth = int(depth)
-    if not 1 <= depth <= 10_000:
-        raise EngineError("pagination_depth should be in the range of 1 to 10000", 400, "illegal_argument_exception")
+    if depth < 0:  # HybridQueryBuilder / HybridQuery validation
+        raise _invalid("pagination_depth should be greater than 0")
+    if depth == 0:
+        raise _invalid("pagination_depth must not be zero")
+    if depth > max_result_window:
+        raise _invalid("pagination_depth should be less than or equal to index.max_result_window setting")
     sub_queries = [_push_filter(q, hybrid.get("filter")) for q in queries]
     lists = [executor.top(q, depth, count=False)[0] for q in sub_queries]
     n_sub = len(lists)
