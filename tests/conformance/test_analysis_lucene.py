@@ -105,14 +105,17 @@ def test_stop_filter_ignore_case():
     assert analyzer("THE Dog and the cat") == ["and", "cat"]
 
 
-@pytest.mark.parametrize("analyzer", ["standard", "english"])
+@pytest.mark.parametrize("analyzer", ["standard", "english", "dynamic"])
 def test_bm25_through_the_engine_equals_lucene(lucene, corpus, tmp_path, analyzer):
+    """`dynamic`: a string field mapped by dynamic mapping (text, standard analyzer; indexed in a
+    column instead of tantivy) scores like a `standard` field too."""
     docs = corpus[:400]
     queries = ["dog running in the snow", "a man's red shirt", "Children's playground", "日本語 テキスト", "1,000 3.14 e-mail", "women’s jeans"]
-    out = lucene({"analyzer": ANALYZERS[analyzer][1], "docs": [{"id": str(i), "text": t} for i, t in enumerate(docs)],
+    out = lucene({"analyzer": ANALYZERS["standard" if analyzer == "dynamic" else analyzer][1], "docs": [{"id": str(i), "text": t} for i, t in enumerate(docs)],
                   "queries": [{"type": "match", "text": q, "size": 1000} for q in queries]})
     client = EmbeddedClient(tmp_path / "e")
-    client.indices.create(index="bm25", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": analyzer}}}})
+    if analyzer != "dynamic":
+        client.indices.create(index="bm25", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": analyzer}}}})
     body = []
     for i, text in enumerate(docs):
         body += [{"index": {"_index": "bm25", "_id": str(i)}}, {"t": text}]
@@ -128,4 +131,6 @@ def test_bm25_through_the_engine_equals_lucene(lucene, corpus, tmp_path, analyze
             assert np.float32(got[doc_id]) == pytest.approx(np.float32(score), rel=1e-6), (query, doc_id)
         compared += len(want)
     assert compared > 50
+    if analyzer == "dynamic":
+        assert client.indices.get_mapping(index="bm25")["bm25"]["mappings"]["properties"]["t"]["type"] == "text"
     client.close()

@@ -167,8 +167,7 @@ class Mapping:
     def map_new_field(self, path: str, value: Any) -> FieldSpec | None:
         """Map an unseen leaf field like OpenSearch's dynamic mapping; returns None when not indexed.
 
-        Unmatched strings become `keyword` (OpenSearch would make `text` + `.keyword`: a documented
-        deviation, since the text index schema is fixed when the index is created).
+        Unmatched strings become `text` with a `keyword` sub-field (ignore_above 256), as in OpenSearch.
         """
         if not self._dynamic_allows(path):
             return None
@@ -189,7 +188,11 @@ class Mapping:
             spec = dict(rule["mapping"])
             break
         else:
-            spec = {"type": {"string": "keyword", "boolean": "boolean", "long": "long", "double": "float"}[match_type]}
+            spec = (
+                {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+                if match_type == "string"
+                else {"type": {"boolean": "boolean", "long": "long", "double": "float"}[match_type]}
+            )
         self._add_leaf(path, spec["type"], spec)
         self._record_in_raw(path, spec)
         return self.fields[path]

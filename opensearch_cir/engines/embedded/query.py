@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import EngineError, UnsupportedQueryError
 from ...scoring import LEGACY_BM25_FACTOR, bm25_score
+from .column_text import column_bm25
 from .store import ORD_FIELD, IndexStore, tantivy_name
 
 MAX_KNN_K = 10_000
@@ -158,7 +159,7 @@ class Executor:
             return query, float(params.get("boost", 1.0))
         field, params = _field_and_params("term", body, "value", {"case_insensitive"})
         spec = self._spec(field)
-        if spec is None or spec.type != "text" or params.get("case_insensitive"):
+        if spec is None or spec.type != "text" or params.get("case_insensitive") or self.store.is_column_text(field):
             return None, 1.0
         return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
 
@@ -223,7 +224,7 @@ class Executor:
             return mask
         if spec.type == "text":
             for value in values:
-                mask[self._text_hits(self._text_term_query(field, str(value))).ords] = True
+                mask[self._text_term(field, str(value)).ords] = True
             return mask
         if spec.type == "knn_vector":
             raise EngineError(f"field [{field}] of type [knn_vector] does not support term queries", 400, "query_shard_exception")
@@ -332,7 +333,7 @@ class Executor:
         boost = float(params.get("boost", 1.0))
         spec = self._spec(field)
         if spec is not None and spec.type == "text":
-            hits = self._text_hits(self._text_term_query(field, str(params["value"])), restrict)
+            hits = self._text_term(field, str(params["value"]), restrict)
             return Scored(hits.ords, hits.scores * np.float32(boost))
         mask = self._value_mask(field, [params["value"]], "term") & self.live
         if spec is None or spec.type != "keyword" or not self.legacy_bm25:
@@ -356,6 +357,8 @@ class Executor:
         boost = float(params.get("boost", 1.0))
         if query is None:
             spec = self._spec(field)
+            if self.store.is_column_text(field):
+                return self._column_match(field, params, boost, restrict)
             if field != "_id" and (spec is None or spec.type == "text"):
                 return Scored.empty()  # unmapped field, or no tokens left after analysis
             return self._query_term({field: {"value": params["query"], "boost": boost}}, restrict)
@@ -371,6 +374,8 @@ class Executor:
             raise EngineError(f"[match] unknown operator [{operator}]", 400, "parsing_exception")
         if params.get("zero_terms_query", "none") != "none":
             raise UnsupportedQueryError("[match] zero_terms_query other than none is not supported by the embedded engine")
+        if self.store.is_column_text(field):
+            return field, params, None
         spec = self._spec(field)
         if spec is None or spec.type != "text":
             if "minimum_should_match" in params:
@@ -474,6 +479,24 @@ class Executor:
         return Scored(ords[order], scores[order]).restrict(restrict)
 
     # --- text ---------------------------------------------------------------------------------------
+    def _text_term(self, field: str, token: str, restrict: np.ndarray | None = None) -> Scored:
+        """One exact token on a text field, BM25-scored (tantivy or column-indexed field)."""
+        if self.store.is_column_text(field):
+            ords, scores, _ = column_bm25(self.store, self.live, field, [token], legacy=self.legacy_bm25)
+            return Scored(ords, scores).restrict(restrict)
+        return self._text_hits(self._text_term_query(field, token), restrict)
+
+    def _column_match(self, field: str, params: dict, boost: float, restrict) -> Scored:
+        """`match` on a column-indexed text field: one SHOULD clause per token (MUST for `and`)."""
+        tokens = [t for t in self.store.analyzers[field](str(params["query"])) if t]
+        ords, scores, matched = column_bm25(self.store, self.live, field, tokens, legacy=self.legacy_bm25)
+        if str(params.get("operator", "or")).lower() == "and":
+            required = len(tokens)
+        else:
+            required = max(1, minimum_should_match(params.get("minimum_should_match"), len(tokens)))
+        keep = matched >= required
+        return Scored(ords[keep], scores[keep] * np.float32(boost)).restrict(restrict)
+
     def _text_term_query(self, field: str, token: str):
         import tantivy
 

@@ -74,19 +74,34 @@ def tantivy_name(path: str) -> str:
 
 
 class Column:
-    """Values of one indexed leaf field, by document ordinal (ordinals appended in order)."""
+    """Values of one indexed leaf field, by document ordinal (ordinals appended in order).
 
-    def __init__(self, spec: FieldSpec):
+    A text field mapped after the index was created (dynamic mapping) has no tantivy field; it is
+    indexed here instead: `postings` maps each token to one ordinal per occurrence and
+    `num_ords`/`num_vals` hold each document's token count (its field length)."""
+
+    def __init__(self, spec: FieldSpec, analyzer=None):
         self.spec = spec
+        self.analyzer = analyzer
         self.present = array("q")
-        self.postings: dict[Any, array] = {}  # keyword / boolean value -> ordinals
+        self.postings: dict[Any, array] = {}  # keyword / boolean value (or token) -> ordinals
         self.num_ords = array("q")
         self.num_vals = array("d")
 
     def add(self, ordinal: int, values: list) -> None:
         if not values:
             return
+        if self.analyzer is not None:
+            tokens = [t for value in values for t in self.analyzer(value)]
+            if not tokens:
+                return
+            for token in tokens:
+                self.postings.setdefault(token, array("q")).append(ordinal)
+            self.num_ords.append(ordinal)
+            self.num_vals.append(len(tokens))
         self.present.append(ordinal)
+        if self.analyzer is not None:
+            return
         if self.spec.type in ("keyword", "boolean"):
             for value in values:
                 self.postings.setdefault(value, array("q")).append(ordinal)
@@ -140,7 +155,9 @@ class IndexStore:
         (self.folder / "vectors").mkdir()
         (self.folder / "text").mkdir()
         (self.folder / "docs.log").touch()
-        atomic_write_json(self.folder / "meta.json", {"settings": settings, "mappings": mapping.raw, "version": 0})
+        self.tantivy_fields = [spec.path for spec in mapping.text_fields()]
+        self.settings, self.mapping, self.meta_version = settings, mapping, 0
+        atomic_write_json(self.folder / "meta.json", self._meta_body())
         self._open_text_index(mapping, create=True)
         atomic_write_json(self.folder / "manifest.json", self._manifest_body(0, 0, 0, 0, {"generation": 0, "log_bytes": 0, "n_ords": 0}))
 
@@ -148,11 +165,22 @@ class IndexStore:
     def _manifest_body(generation, log_bytes, n_ords, meta_version, text_state) -> dict:
         return {"generation": generation, "log_bytes": log_bytes, "n_ords": n_ords, "meta_version": meta_version, "text": text_state}
 
+    def _meta_body(self) -> dict:
+        return {"settings": self.settings, "mappings": self.mapping.raw, "version": self.meta_version, "tantivy_text_fields": self.tantivy_fields}
+
     def _load_meta(self) -> None:
         meta = read_json(self.folder / "meta.json")
         self.settings = meta["settings"]
         self.mapping = Mapping(meta["mappings"], self.settings)
         self.meta_version = meta["version"]
+        if "tantivy_text_fields" in meta:
+            self.tantivy_fields = meta["tantivy_text_fields"]
+        elif not hasattr(self, "tantivy_fields"):  # an index from before dynamic text fields
+            self.tantivy_fields = [spec.path for spec in self.mapping.text_fields()]
+        self.analyzers = {
+            spec.path: self.__dict__.get("analyzers", {}).get(spec.path) or build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+            for spec in self.mapping.text_fields()
+        }
         self.vector_fields = {
             spec.path: self.__dict__.get("vector_fields", {}).get(spec.path) or VectorField(self.folder / "vectors", spec)
             for spec in self.mapping.vector_fields()
@@ -165,15 +193,13 @@ class IndexStore:
 
         builder = tantivy.SchemaBuilder()
         builder.add_unsigned_field(ORD_FIELD, stored=False, indexed=True, fast=True)
-        self.analyzers = {}
-        for spec in mapping.text_fields():
-            analyzer = spec.params.get("analyzer", "standard")
-            builder.add_text_field(tantivy_name(spec.path), tokenizer_name=analyzer, index_option="freq")
-            self.analyzers[spec.path] = build_analyzer(analyzer, mapping.settings)
+        specs = [mapping.fields[path] for path in self.tantivy_fields]
+        for spec in specs:
+            builder.add_text_field(tantivy_name(spec.path), tokenizer_name=spec.params.get("analyzer", "standard"), index_option="freq")
         schema = builder.build()
         index = tantivy.Index(schema, path=str(self.folder / "text"), reuse=not create)
         splitter = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(f"[^{TOKEN_SEPARATOR}]+")).build()
-        for spec in mapping.text_fields():
+        for spec in specs:
             index.register_tokenizer(spec.params.get("analyzer", "standard"), splitter)
         self.text_schema, self.text_index = schema, index
 
@@ -260,7 +286,7 @@ class IndexStore:
                 spec = self.mapping.fields.get(path)
                 if spec is None:
                     continue
-                column = self.columns[path] = Column(spec)
+                column = self.columns[path] = self._new_column(spec)
             column.add(ordinal, values)
         for path in record.get("vectors", ()):
             self._column_for(path).add(ordinal, [True])
@@ -268,8 +294,20 @@ class IndexStore:
     def _column_for(self, path: str) -> Column:
         column = self.columns.get(path)
         if column is None:
-            column = self.columns[path] = Column(self.mapping.fields[path])
+            column = self.columns[path] = self._new_column(self.mapping.fields[path])
         return column
+
+    def is_column_text(self, path: str) -> bool:
+        """A text field indexed in a Column (mapped after creation), not in tantivy."""
+        spec = self.mapping.fields.get(path)
+        return spec is not None and spec.type == "text" and path not in self.tantivy_fields
+
+    def _new_column(self, spec: FieldSpec) -> Column:
+        if not self.is_column_text(spec.path):
+            return Column(spec)
+        if spec.path not in self.analyzers:  # mapped by this writer since the meta was loaded
+            self.analyzers[spec.path] = build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+        return Column(spec, self.analyzers[spec.path])
 
     def _leaf_values(self, source: dict):
         """(path, normalised values) for every mapped leaf field in a source document (+ multi-fields)."""
@@ -419,7 +457,7 @@ class IndexStore:
         doc.add_unsigned(ORD_FIELD, ordinal)
         flat = flatten_source(source)
         has_tokens = False
-        for spec in self.mapping.text_fields():
+        for spec in (self.mapping.fields[path] for path in self.tantivy_fields):
             for value in self._normalise(spec, flat.get(spec.path, [])):
                 tokens = [t.replace(TOKEN_SEPARATOR, "") for t in self.analyzers[spec.path](value)]
                 if any(tokens):
@@ -507,7 +545,7 @@ class IndexStore:
                 field.append(rows)
         if self.mapping.raw != read_json(self.folder / "meta.json")["mappings"]:
             self.meta_version += 1
-            atomic_write_json(self.folder / "meta.json", {"settings": self.settings, "mappings": self.mapping.raw, "version": self.meta_version})
+            atomic_write_json(self.folder / "meta.json", self._meta_body())
         text_before = dict(self.manifest["text"])
         new_log_bytes = self.manifest["log_bytes"] + sum(len(line) for line in lines)
         new_n_ords = self.manifest["n_ords"] + len(added)
@@ -581,7 +619,7 @@ class IndexStore:
             spec = self.mapping.fields.get(path)
             if spec is None:
                 return self._reset_state()
-            column = self.columns[path] = Column(spec)
+            column = self.columns[path] = self._new_column(spec)
             i = info["index"]
             column.present = array("q", state[f"c{i}_present"].tobytes())
             column.num_ords = array("q", state[f"c{i}_num_ords"].tobytes())
