@@ -389,8 +389,8 @@ def test_hybrid_errors(client):
 def test_unsupported_things_are_named(catalog):
     with pytest.raises(UnsupportedQueryError, match="match_phrase"):
         catalog.search(index="cir-cat", body={"query": {"match_phrase": {"caption": "red dress"}}})
-    with pytest.raises(UnsupportedQueryError, match="sort"):
-        catalog.search(index="cir-cat", body={"query": {"match_all": {}}, "sort": ["price"]})
+    with pytest.raises(UnsupportedQueryError, match="aggs"):
+        catalog.search(index="cir-cat", body={"query": {"match_all": {}}, "aggs": {"p": {"max": {"field": "price"}}}})
     with pytest.raises(UnsupportedQueryError, match="fuzziness"):
         catalog.search(index="cir-cat", body={"query": {"match": {"caption": {"query": "red", "fuzziness": 1}}}})
     with pytest.raises(UnsupportedQueryError, match="update"):

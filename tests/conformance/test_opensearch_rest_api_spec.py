@@ -221,8 +221,9 @@ def test_search_400_max_score_keyword_term_is_constant_score(max_score):
     assert hits["total"]["value"] == 2 and len(hits["hits"]) == 2 and hits["max_score"] == 1.0
 
 
-@pytest.mark.unsupported("sort is not supported by the embedded engine")
-def test_search_400_max_score_sort_on_score(max_score):
+@pytest.mark.parametrize("order, expected", [("desc", 1.0), ("asc", None)])
+def test_search_400_max_score_sort_on_score(max_score, order, expected):
     """search/400_max_score.yml "Test max score with sorting on score firstly": the sorted requests."""
-    with pytest.raises(UnsupportedQueryError):
-        max_score.search(index="test_1", body={"query": {"term": {"foo": "bar"}}, "sort": [{"_score": "desc"}, {"_doc": "desc"}]})
+    body = {"query": {"term": {"foo": "bar"}}, "sort": [{"_score": order}, {"_doc": "desc"}]}
+    hits = max_score.search(index="test_1", body=body)["hits"]
+    assert hits["total"]["value"] == 2 and len(hits["hits"]) == 2 and hits["max_score"] == expected

@@ -26,10 +26,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .mapping import resolve_index_body
 from .query import Executor
+from .sorting import parse_sort, sort_hits
 from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
@@ -43,13 +46,13 @@ MAX_ID_BYTES = 512
 # Keys of OpenSearch's search body that the embedded engine does not implement (refused as
 # unsupported); any other unknown key is a 400 parsing_exception, as upstream.
 _OPENSEARCH_SEARCH_BODY_KEYS = {
-    "aggs", "aggregations", "sort", "min_score", "highlight", "post_filter", "search_after", "collapse", "rescore",
+    "aggs", "aggregations", "highlight", "post_filter", "search_after", "collapse", "rescore",
     "suggest", "stored_fields", "docvalue_fields", "fields", "script_fields", "version", "seq_no_primary_term",
     "indices_boost", "profile", "stats", "terminate_after", "track_scores", "ext", "slice", "pit", "search_pipeline",
     "verbose_pipeline", "include_named_queries_score", "derived",
 }
 _GET_PARAMS = {"_source", "_source_includes", "_source_excludes", "realtime", "refresh", "preference", "routing"}
-_SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout"}
+_SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout", "sort", "min_score", "track_scores"}
 _SEARCH_PARAMS = {"search_pipeline", "size", "from", "track_total_hits", "explain", "_source", "_source_excludes", "_source_includes", "request_timeout", "timeout"}
 
 
@@ -285,14 +288,17 @@ class EmbeddedClient:
             else:
                 if params.get("search_pipeline") is not None:
                     self._pipeline_for(store, params["search_pipeline"], hybrid=False)  # must exist and be valid
-                ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
-                if from_ + size == 0:
-                    ranked = executor.top(query, 1)[0]
-                max_score = float(ranked.scores[0]) if len(ranked.ords) else None
-                hits = [
-                    self._hit(store, index, int(o), float(s), body.get("_source", True), _plain_explanation(name, float(s)) if explain else None)
-                    for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
-                ]
+                if "sort" in body or "min_score" in body:
+                    hits, total, max_score = self._sorted_search(store, index, executor, query, body, from_, size)
+                else:
+                    ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
+                    if from_ + size == 0:
+                        ranked = executor.top(query, 1)[0]
+                    max_score = float(ranked.scores[0]) if len(ranked.ords) else None
+                    hits = [
+                        self._hit(store, index, int(o), float(s), body.get("_source", True), _plain_explanation(name, float(s)) if explain else None)
+                        for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
+                    ]
         response_hits: dict[str, Any] = {}
         total_field = _total(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
         if total_field is not None:
@@ -300,6 +306,28 @@ class EmbeddedClient:
         response_hits["max_score"] = max_score
         response_hits["hits"] = hits
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": _shards(), "hits": response_hits}
+
+    def _sorted_search(self, store: IndexStore, index: str, executor: Executor, query, body: dict, from_: int, size: int):
+        """Hits with `min_score` and/or `sort` applied: (hits, total, max_score). Sorting by a field
+        leaves `_score` null (and max_score null) unless `track_scores` or a `_score` key asks for it."""
+        scored = executor.scored(query)
+        ords, scores = scored.ords, scored.scores
+        if body.get("min_score") is not None:
+            keep = scores >= np.float32(float(body["min_score"]))
+            ords, scores = ords[keep], scores[keep]
+        keys = parse_sort(body.get("sort", "_score"))
+        ords, scores, sort_values = sort_hits(store, ords, scores, keys)
+        with_scores = any(k.field == "_score" for k in keys) or bool(body.get("track_scores"))
+        hits = []
+        for i in range(from_, min(from_ + size, len(ords))):
+            hit = self._hit(store, index, int(ords[i]), float(scores[i]) if with_scores else None, body.get("_source", True), None)
+            if "sort" in body:
+                hit["sort"] = sort_values[i]
+            hits.append(hit)
+        # search/400_max_score.yml: max_score only when tracking scores or sorting by _score desc first
+        tracked = bool(body.get("track_scores")) or (keys[0].field == "_score" and keys[0].descending)
+        max_score = float(scores.max()) if tracked and len(scores) else None
+        return hits, len(ords), max_score
 
     def _pipeline_for(self, store: IndexStore, name: str | None, *, hybrid: bool = True):
         name = name or store.settings.get("index.search.default_pipeline")

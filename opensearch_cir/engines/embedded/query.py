@@ -133,8 +133,7 @@ class Executor:
         if handler is not None:
             return handler(body, restrict)
         if hasattr(self, f"_filter_{name}"):
-            boost = float(body.get("boost", 1.0)) if isinstance(body, dict) else 1.0
-            return Scored.constant(self.matches({name: body}), boost)
+            return Scored.constant(self.matches({name: body}), _clause_boost(body))
         raise UnsupportedQueryError(f"query clause [{name}] is not supported by the embedded engine")
 
     def top(self, clause, n: int, *, count: bool = True) -> tuple[Scored, int | None]:
@@ -296,6 +295,36 @@ class Executor:
         for path, column in self.store.columns.items():
             if path == field or path.startswith(field + ".") and field not in self.store.mapping.fields:
                 mask[self.store.ords_array((path, "#present"), column.present)] = True
+        return mask
+
+    def _filter_prefix(self, body) -> np.ndarray:
+        """`prefix` (constant score): ids, keyword values, or the indexed tokens of a text field."""
+        field, params = _field_and_params("prefix", body, "value", {"case_insensitive", "rewrite"})
+        prefix = str(params["value"])
+        insensitive = str(params.get("case_insensitive", False)).lower() == "true"
+
+        def starts(value) -> bool:
+            text = str(value)
+            return text.lower().startswith(prefix.lower()) if insensitive else text.startswith(prefix)
+
+        if field == "_id":
+            return self._filter_ids({"values": [i for i in self.store.id_to_ord if starts(i)]})
+        spec, column = self._spec(field), self._column(field)
+        mask = np.zeros(self.n, dtype=bool)
+        if spec is None or column is None:
+            return mask
+        if spec.type == "text" and not self.store.is_column_text(field):
+            import regex
+            import tantivy
+
+            pattern = ("(?i)" if insensitive else "") + regex.escape(prefix, special_only=False) + ".*"
+            mask[self._text_hits(tantivy.Query.regex_query(self.store.text_schema, tantivy_name(field), pattern)).ords] = True
+            return mask
+        if spec.type not in ("keyword", "text"):
+            raise EngineError(f"Can only use prefix queries on keyword and text fields - not on [{field}] which is of type [{spec.type}]", 400, "query_shard_exception")
+        for value, postings in column.postings.items():
+            if starts(value):
+                mask[self.store.ords_array((field, value), postings)] = True
         return mask
 
     def _filter_ids(self, body) -> np.ndarray:
@@ -538,6 +567,19 @@ class Executor:
             value = body.get(key, [])
             parts[key] = value if isinstance(value, list) else [value]
         return parts
+
+
+def _clause_boost(body) -> float:
+    """The boost of a filter-like clause: top level (`terms`, `ids`...) or in its one field's object
+    (`range`, `prefix`)."""
+    if not isinstance(body, dict):
+        return 1.0
+    if "boost" in body:
+        return float(body["boost"])
+    fields = [v for k, v in body.items() if k != "_name"]
+    if len(fields) == 1 and isinstance(fields[0], dict):
+        return float(fields[0].get("boost", 1.0))
+    return 1.0
 
 
 def _in_range(value: str, bounds: dict[str, str]) -> bool:
