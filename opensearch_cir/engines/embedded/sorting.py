@@ -1,7 +1,9 @@
 """`sort` and `min_score` of a search body, as OpenSearch applies them on one shard.
 
 Sort keys: `_score` (default desc), `_doc`, and keyword / numeric / boolean fields (default asc;
-a multi-valued field sorts by its min for asc, max for desc; `missing` is `_last` or `_first`).
+a multi-valued field sorts by its min for asc, max for desc, or `mode` min / max; `missing` is
+`_last` or `_first`). Numbers are kept as float64: longs beyond 2^53 sort in order but their sort
+values are rounded.
 Ties fall back to the document order, like Lucene's doc id.
 """
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import EngineError
+from ...errors import EngineError, UnsupportedQueryError
 from .mapping import INTEGER_TYPES, NUMERIC_TYPES
 
 
@@ -20,6 +22,7 @@ class SortKey:
     field: str
     descending: bool
     missing_first: bool
+    mode: str = ""  # "min" | "max" | "" (min for asc, max for desc)
 
 
 def parse_sort(spec) -> list[SortKey]:
@@ -34,7 +37,7 @@ def parse_sort(spec) -> list[SortKey]:
             options = {"order": options} if isinstance(options, str) else options
         else:
             raise EngineError(f"malformed sort {item!r}", 400, "parsing_exception")
-        if not isinstance(options, dict) or set(options) - {"order", "missing", "unmapped_type"}:
+        if not isinstance(options, dict) or set(options) - {"order", "missing", "unmapped_type", "mode"}:
             raise EngineError(f"[{field}] sort options {options!r} are not supported", 400, "parsing_exception")
         order = str(options.get("order", "desc" if field == "_score" else "asc")).lower()
         if order not in ("asc", "desc"):
@@ -42,7 +45,10 @@ def parse_sort(spec) -> list[SortKey]:
         missing = str(options.get("missing", "_last"))
         if missing not in ("_last", "_first"):
             raise EngineError("[sort] only missing: _last or _first is supported", 400, "illegal_argument_exception")
-        keys.append(SortKey(field, order == "desc", missing == "_first"))
+        mode = str(options.get("mode", ""))
+        if mode not in ("", "min", "max"):
+            raise UnsupportedQueryError(f"sort mode [{mode}] is not supported by the embedded engine (min, max are)")
+        keys.append(SortKey(field, order == "desc", missing == "_first", mode))
     return keys
 
 
@@ -50,11 +56,11 @@ def _field_values(store, key: SortKey, n: int) -> tuple[np.ndarray, np.ndarray, 
     """(numeric sort value per ordinal, present mask, labels for keyword ranks or None)."""
     spec = store.mapping.fields.get(key.field)
     column = store.columns.get(key.field)
-    fill = -np.inf if key.descending else np.inf
-    values = np.full(n, fill)
+    use_max = (key.mode or ("max" if key.descending else "min")) == "max"
+    values = np.full(n, -np.inf if use_max else np.inf)
     if spec is None or column is None:
         return values, np.zeros(n, dtype=bool), None
-    reduce = np.maximum if key.descending else np.minimum
+    reduce = np.maximum if use_max else np.minimum
     if spec.type in ("keyword", "boolean"):
         labels = sorted(column.postings, key=lambda v: (str(v) if spec.type == "keyword" else int(v)))
         for rank, label in enumerate(labels):
@@ -97,8 +103,8 @@ def sort_hits(store, ords: np.ndarray, scores: np.ndarray, keys: list[SortKey]) 
                 return int(c[i]) if integer else float(c[i])
 
             renderers.append(render)
-            if key.missing_first:
-                column = np.where(has, column, -np.inf if not key.descending else np.inf)
+            last = np.inf if not key.descending else -np.inf
+            column = np.where(has, column, -last if key.missing_first else last)
         columns.append(-column if key.descending else column)
     order = np.lexsort([ords] + columns[::-1])
     sort_values = [[render(i) for render in renderers] for i in order]
