@@ -263,3 +263,54 @@ def test_search_260_sort_long_median(long_sort):
     """search/260_sort_long.yml "test sorting against long only fields" (mode median/avg/sum requests)."""
     with pytest.raises(UnsupportedQueryError):
         long_sort.search(index="long_sort", body={"size": 5, "sort": [{"field": {"mode": "median", "order": "asc"}}]})
+
+
+# --- indices.put_mapping/10_basic.yml, indices.put_settings ------------------------------------------
+def test_put_mapping_10_basic_create_and_update_mapping(client):
+    """indices.put_mapping/10_basic.yml "Test Create and update mapping"."""
+    client.indices.create(index="test_index")
+    client.indices.put_mapping(index="test_index", body={"properties": {
+        "text1": {"type": "text", "analyzer": "whitespace"}, "text2": {"type": "text", "analyzer": "whitespace"},
+        "subfield.text3": {"type": "text"}}})
+    props = client.indices.get_mapping(index="test_index")["test_index"]["mappings"]["properties"]
+    assert props["text1"] == {"type": "text", "analyzer": "whitespace"} and props["text2"]["analyzer"] == "whitespace"
+    client.indices.put_mapping(index="test_index", body={"properties": {"text1": {"type": "text", "analyzer": "whitespace", "fields": {"text_raw": {"type": "keyword"}}}}})
+    props = client.indices.get_mapping(index="test_index")["test_index"]["mappings"]["properties"]
+    assert props["text1"]["type"] == "text" and props["subfield"]["properties"]["text3"]["type"] == "text"
+    assert props["text1"]["fields"]["text_raw"]["type"] == "keyword"
+    client.index(index="test_index", id="1", body={"text1": "Hello World", "subfield": {"text3": "x"}})
+    assert client.search(index="test_index", body={"query": {"term": {"text1.text_raw": "Hello World"}}})["hits"]["total"]["value"] == 1
+    assert client.search(index="test_index", body={"query": {"match": {"text1": "Hello"}}})["hits"]["total"]["value"] == 1
+
+
+def test_put_mapping_10_basic_invalid_mappings(client):
+    """indices.put_mapping/10_basic.yml "Create index with invalid mappings": an empty field name."""
+    client.indices.create(index="test_index")
+    with raises(400, "illegal_argument_exception"):
+        client.indices.put_mapping(index="test_index", body={"properties": {"": {"type": "keyword"}}})
+
+
+def test_put_mapping_10_basic_explicit_doc_type(client):
+    """indices.put_mapping/10_basic.yml "Put mappings with explicit _doc type"."""
+    client.indices.create(index="test_index")
+    with raises(400, "illegal_argument_exception", match="Types cannot be provided in put mapping requests"):
+        client.indices.put_mapping(index="test_index", body={"_doc": {"properties": {"field": {"type": "keyword"}}}})
+
+
+def test_put_mapping_10_basic_update_per_field_metadata(client):
+    """indices.put_mapping/10_basic.yml "Update per-field metadata"."""
+    client.indices.create(index="test_index", body={"mappings": {"properties": {"foo": {"type": "keyword", "meta": {"bar": "baz"}}}}})
+    client.indices.put_mapping(index="test_index", body={"properties": {"foo": {"type": "keyword", "meta": {"baz": "quux"}}}})
+    assert client.indices.get_mapping(index="test_index")["test_index"]["mappings"]["properties"]["foo"]["meta"] == {"baz": "quux"}
+
+
+def test_put_settings_dynamic_and_static(client):
+    """indices.put_settings: a dynamic setting (index.max_result_window) applies at once; a static
+    one (number_of_shards) is refused for an open index (MetadataUpdateSettingsService)."""
+    client.indices.create(index="test_index")
+    client.indices.put_settings(index="test_index", body={"index": {"max_result_window": 3}})
+    assert client.indices.get_settings(index="test_index")["test_index"]["settings"]["index"]["max_result_window"] == "3"
+    with raises(400, match="Result window is too large"):
+        client.search(index="test_index", body={"size": 4})
+    with raises(400, "illegal_argument_exception", match="Can't update non dynamic settings"):
+        client.indices.put_settings(index="test_index", body={"index": {"number_of_shards": 2}})

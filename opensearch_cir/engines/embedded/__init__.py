@@ -30,7 +30,7 @@ import numpy as np
 
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
-from .mapping import resolve_index_body
+from .mapping import flatten_settings, resolve_index_body
 from .query import Executor
 from .sorting import parse_sort, sort_hits
 from .store import IndexStore, atomic_write_json, read_json
@@ -42,6 +42,10 @@ DEFAULT_TRACK_TOTAL_HITS = 10_000
 # MetadataCreateIndexService.validateIndexOrAliasName: any (unicode) name without these characters
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')
 DEFAULT_MAX_RESULT_WINDOW = 10_000
+DYNAMIC_INDEX_SETTINGS = {
+    "index.max_result_window", "index.search.default_pipeline", "index.knn.algo_param.ef_search",
+    "index.number_of_replicas", "index.refresh_interval", "index.search.concurrent_segment_search.mode",
+}
 MAX_ID_BYTES = 512
 # Keys of OpenSearch's search body that the embedded engine does not implement (refused as
 # unsupported); any other unknown key is a 400 parsing_exception, as upstream.
@@ -458,6 +462,19 @@ def filter_source(source: dict, spec) -> dict | None:
     return walk(source, "")
 
 
+def _nested_settings(flat: dict) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        if key.startswith("index.analysis"):
+            parts = ["index", "analysis"]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value if isinstance(value, dict) else json.dumps(value) if isinstance(value, bool) else str(value)
+    return out
+
+
 def _validate_index_name(index) -> None:
     """OpenSearch's index name rules (MetadataCreateIndexService.validateIndexOrAliasName)."""
     def invalid(why: str) -> EngineError:
@@ -570,6 +587,30 @@ class _Indices:
             templates = self._client._read_registry("templates")
             templates[name] = copy.deepcopy(body)
             self._client._write_registry("templates", templates)
+        return {"acknowledged": True}
+
+    def put_mapping(self, body: dict, index: str | None = None, params: dict | None = None, **_transport) -> dict:
+        """Add fields (or sub-fields) to an index's mapping; changing a field's type is a 400."""
+        if not isinstance(body, dict):
+            raise EngineError("mapping body must be an object", 400, "parse_exception")
+        with self._client._lock:
+            self._client._store(index).update_meta(mappings=body)
+        return {"acknowledged": True}
+
+    def get_settings(self, index: str, params: dict | None = None, **_transport) -> dict:
+        """The index settings, nested under `index` with string values as OpenSearch returns them."""
+        with self._client._lock:
+            store = self._client._store(index)
+            return {index: {"settings": _nested_settings(store.settings)}}
+
+    def put_settings(self, body: dict, index: str | None = None, params: dict | None = None, **_transport) -> dict:
+        """Update dynamic index settings (max_result_window, default search pipeline, ef_search...)."""
+        settings = flatten_settings((body or {}).get("settings", body) if isinstance(body, dict) else None)
+        static = sorted(k for k in settings if k not in DYNAMIC_INDEX_SETTINGS)
+        if static:
+            raise EngineError(f"Can't update non dynamic settings [{static}] for open indices [[{index}]]", 400, "illegal_argument_exception")
+        with self._client._lock:
+            self._client._store(index).update_meta(settings=settings)
         return {"acknowledged": True}
 
     def get_mapping(self, index: str, params: dict | None = None, **_transport) -> dict:

@@ -63,6 +63,20 @@ def resolve_index_body(index: str, body: dict | None, templates: dict[str, dict]
     return settings, mappings
 
 
+def _expand_dots(properties: dict) -> dict:
+    """{"a.b": spec} -> {"a": {"properties": {"b": spec}}}; an empty name is a 400."""
+    out: dict = {}
+    for name, spec in properties.items():
+        if not name or any(not part for part in name.split(".")):
+            raise EngineError(f"field name cannot be an empty string (in [{name}])", 400, "illegal_argument_exception")
+        parts = name.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {"properties": {}}).setdefault("properties", {})
+        node[parts[-1]] = spec
+    return out
+
+
 def _as_list(value) -> list:
     if value is None:
         return []
@@ -144,6 +158,58 @@ class Mapping:
         method = params.get("method", {})
         if method and (method.get("name", "hnsw") != "hnsw" or method.get("engine", "faiss") not in ("faiss", "lucene")):
             raise UnsupportedQueryError(f"knn method {method} on [{path}] is not supported by the embedded engine")
+
+    def merge(self, body: dict) -> None:
+        """Apply a put_mapping body: new fields and objects are added; an existing field keeps its
+        type (400 otherwise) and may gain new sub-fields."""
+        if "_doc" in body:
+            raise EngineError("Types cannot be provided in put mapping requests", 400, "illegal_argument_exception")
+        unknown = set(body) - {"properties", "dynamic", "_meta"}
+        if unknown:
+            raise UnsupportedQueryError(f"put_mapping key(s) {sorted(unknown)} are not supported by the embedded engine")
+        for key in ("dynamic", "_meta"):
+            if key in body:
+                self.raw[key] = copy.deepcopy(body[key])
+        self._merge_properties(body.get("properties", {}), "")
+
+    def _merge_properties(self, properties: dict, prefix: str) -> None:
+        for name, spec in _expand_dots(properties).items():
+            path = f"{prefix}{name}"
+            kind = spec.get("type", "object" if "properties" in spec else None)
+            if kind == "object":
+                if path in self.fields:
+                    raise EngineError(f"can't merge a non object mapping [{path}] with an object mapping", 400, "illegal_argument_exception")
+                if path not in self.objects:
+                    self.objects[path] = {"type": "object"}
+                    self._record_in_raw(path, {"type": "object", "properties": {}})
+                self._merge_properties(spec.get("properties", {}), path + ".")
+                continue
+            existing = self.fields.get(path)
+            if existing is None:
+                self._add_leaf(path, kind, spec)
+                self._record_in_raw(path, spec)
+                continue
+            if existing.type != kind:
+                raise EngineError(f"mapper [{path}] cannot be changed from type [{existing.type}] to [{kind}]", 400, "illegal_argument_exception")
+            changed = {k for k in set(spec) | set(existing.params) if k not in ("type", "fields", "meta") and spec.get(k) != existing.params.get(k)}
+            if changed:
+                raise EngineError(f"Mapper for [{path}] conflicts with existing mapper: cannot update parameter(s) {sorted(changed)}", 400, "illegal_argument_exception")
+            if "meta" in spec:  # per-field metadata is replaced
+                existing.params["meta"] = copy.deepcopy(spec["meta"])
+                self._raw_node(path)["meta"] = copy.deepcopy(spec["meta"])
+            for sub, sub_spec in spec.get("fields", {}).items():
+                if f"{path}.{sub}" not in self.fields:
+                    self._add_leaf(f"{path}.{sub}", sub_spec.get("type"), sub_spec)
+                    self.multi_fields.setdefault(path, []).append(f"{path}.{sub}")
+                    node = self._raw_node(path)
+                    node.setdefault("fields", {})[sub] = copy.deepcopy(sub_spec)
+
+    def _raw_node(self, path: str) -> dict:
+        node = self.raw["properties"]
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[part]["properties"]
+        return node[parts[-1]]
 
     # --- dynamic mapping -------------------------------------------------------------------------
     def dynamic_for(self, path: str) -> str:

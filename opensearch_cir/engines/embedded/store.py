@@ -188,6 +188,29 @@ class IndexStore:
         if not hasattr(self, "text_index"):
             self._open_text_index(self.mapping, create=False)
 
+    def update_meta(self, *, mappings: dict | None = None, settings: dict | None = None) -> None:
+        """put_mapping / put_settings: merge into the index metadata and publish it (new text
+        fields are indexed in columns; a new knn_vector field needs an empty index)."""
+        self._acquire_writer()
+        mapping = Mapping(copy.deepcopy(self.mapping.raw), self.settings)
+        if mappings:
+            mapping.merge(mappings)
+            added = {spec.path for spec in mapping.vector_fields()} - set(self.vector_fields)
+            if added and self.n_ords:
+                raise EngineError(f"knn_vector field(s) {sorted(added)} can only be added to an empty index (embedded engine)", 400, "illegal_argument_exception")
+            for spec in mapping.text_fields():
+                build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+        self.mapping = mapping
+        if settings:
+            self.settings = {**self.settings, **settings}
+        self.meta_version += 1
+        atomic_write_json(self.folder / "meta.json", self._meta_body())
+        self.manifest["meta_version"] = self.meta_version
+        self._write_manifest(text_committed=False)
+        self._load_meta()
+        for path, column in self.columns.items():
+            column.spec = self.mapping.fields[path]
+
     def _open_text_index(self, mapping: Mapping, *, create: bool) -> None:
         import tantivy
 
