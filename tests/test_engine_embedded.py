@@ -516,3 +516,20 @@ def test_snapshot_open_equals_full_replay(client, monkeypatch):
     replayed = EmbeddedClient(client.root)
     assert answers(replayed) == expected
     replayed.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.search(index="cir-cat", body={"size": "ten"}),
+        lambda c: c.search(index="cir-cat", body={"query": {"knn": {"image_vector": {"vector": "abc", "k": 1}}}}),
+        lambda c: c.bulk(body=42),
+        lambda c: c.bulk(body="{not json"),
+        lambda c: c.search(index="cir-cat", body={"query": {"range": {"price": {"gte": {"x": 1}}}}}),
+        lambda c: c.search_pipeline.put(id="p", body={"phase_results_processors": [{"normalization-processor": {"combination": 5}}]}),
+    ],
+)
+def test_malformed_requests_are_engine_errors_never_raw_exceptions(catalog, call):
+    with pytest.raises(EngineError) as info:
+        call(catalog)
+    assert info.value.status == 400

@@ -15,23 +15,21 @@ number of documents from which knn queries use an HNSW graph instead of exact se
 
 from __future__ import annotations
 
-import copy
-import fnmatch
-import json
-import re
-import shutil
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
-from .mapping import flatten_settings, resolve_index_body
+from .namespaces import Indices, SearchPipelines
 from .query import Executor
+from .requests import (
+    filter_source, guard_requests, item_error, nested_probe, param_value, parse_bulk, plain_explanation, shards, source_spec, total_hits,
+)
 from .sorting import parse_sort, sort_hits
 from .store import IndexStore, atomic_write_json, read_json
 
@@ -39,13 +37,7 @@ __all__ = ["EmbeddedClient"]
 
 DEFAULT_HNSW_THRESHOLD = 50_000
 DEFAULT_TRACK_TOTAL_HITS = 10_000
-# MetadataCreateIndexService.validateIndexOrAliasName: any (unicode) name without these characters
-_INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')
 DEFAULT_MAX_RESULT_WINDOW = 10_000
-DYNAMIC_INDEX_SETTINGS = {
-    "index.max_result_window", "index.search.default_pipeline", "index.knn.algo_param.ef_search",
-    "index.number_of_replicas", "index.refresh_interval", "index.search.concurrent_segment_search.mode",
-}
 MAX_ID_BYTES = 512
 # Keys of OpenSearch's search body that the embedded engine does not implement (refused as
 # unsupported); any other unknown key is a 400 parsing_exception, as upstream.
@@ -60,10 +52,9 @@ _SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "ex
 _SEARCH_PARAMS = {"search_pipeline", "size", "from", "track_total_hits", "explain", "_source", "_source_excludes", "_source_includes", "request_timeout", "timeout"}
 
 
-def _shards() -> dict:
-    return {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
 
 
+@guard_requests
 class EmbeddedClient:
     """opensearch-py `OpenSearch` subset over local folders (see module docstring)."""
 
@@ -74,8 +65,8 @@ class EmbeddedClient:
         self.hnsw_threshold = hnsw_threshold
         self._stores: dict[str, IndexStore] = {}
         self._lock = threading.RLock()
-        self.indices = _Indices(self)
-        self.search_pipeline = _SearchPipelines(self)
+        self.indices = Indices(self)
+        self.search_pipeline = SearchPipelines(self)
 
     def __repr__(self) -> str:
         return f"EmbeddedClient({str(self.root)!r})"
@@ -118,14 +109,14 @@ class EmbeddedClient:
     def bulk(self, body, index: str | None = None, refresh=None, params: dict | None = None, **_ignored_transport) -> dict:
         """Index / create / delete documents; each index's part of the batch is committed atomically."""
         started = time.perf_counter()
-        actions = list(_parse_bulk(body))
+        actions = list(parse_bulk(body))
         with self._lock:
             items: list[dict | None] = [None] * len(actions)
             by_index: dict[str, list[int]] = {}
             for i, (op, meta, _source) in enumerate(actions):
                 target = meta.get("_index", index)
                 if target is None:
-                    items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
+                    items[i] = item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
                     continue
                 by_index.setdefault(target, []).append(i)
             for target, positions in by_index.items():
@@ -148,28 +139,28 @@ class EmbeddedClient:
             doc_id = meta.get("_id")
             if doc_id is None:
                 if op == "delete":
-                    items[pos] = _item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
+                    items[pos] = item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
             if doc_id == "":  # rest-api-spec bulk/10_basic.yml "Empty _id"
-                items[pos] = _item_error(op, index, doc_id, 400, "illegal_argument_exception", "if _id is specified it must not be empty")
+                items[pos] = item_error(op, index, doc_id, 400, "illegal_argument_exception", "if _id is specified it must not be empty")
                 continue
             if len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
                 reason = f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode('utf-8'))};"
-                items[pos] = _item_error(op, index, doc_id, 400, "action_request_validation_exception", reason)
+                items[pos] = item_error(op, index, doc_id, 400, "action_request_validation_exception", reason)
                 continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
             if op == "create" and current is not None:
-                items[pos] = _item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
+                items[pos] = item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
                 continue
             if op == "delete" and current is None:
-                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": _shards()}}
+                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": shards()}}
                 continue
             try:
                 p = store.prepare("delete" if op == "delete" else "index", doc_id, source, batch, next_ord)
             except EngineError as exc:
-                items[pos] = _item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
+                items[pos] = item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
                 continue
             prepared.append(p)
             if op == "delete":
@@ -184,7 +175,7 @@ class EmbeddedClient:
                 result, status = "deleted", 200
             else:
                 result, status = ("updated", 200) if current is not None else ("created", 201)
-            items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": _shards(), "status": status}}
+            items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": shards(), "status": status}}
 
     def _auto_create(self, index: str) -> IndexStore:
         self.indices.create(index=index)
@@ -213,7 +204,7 @@ class EmbeddedClient:
         params = {**(params or {}), **{k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")}}
         if set(params) - _GET_PARAMS:
             raise UnsupportedQueryError(f"get parameter(s) {sorted(set(params) - _GET_PARAMS)} are not supported by the embedded engine")
-        spec = _source_spec(params)
+        spec = source_spec(params)
         with self._lock:
             store = self._store(index)
             ordinal = store.current(str(id))
@@ -240,7 +231,7 @@ class EmbeddedClient:
         with self._lock:
             executor = self._executor(self._store(index))
             query = body.get("query", {"match_all": {}})
-            return {"count": int(executor.matches(query).sum()), "_shards": _shards()}
+            return {"count": int(executor.matches(query).sum()), "_shards": shards()}
 
     # --- search ------------------------------------------------------------------------------------
     def _executor(self, store: IndexStore) -> Executor:
@@ -263,9 +254,9 @@ class EmbeddedClient:
             raise UnsupportedQueryError(f"search parameter(s) {sorted(unknown)} are not supported by the embedded engine")
         for key in ("size", "from", "track_total_hits", "explain"):
             if key in params:
-                body[key] = _param_value(params[key])
+                body[key] = param_value(params[key])
         if any(key in params for key in ("_source", "_source_includes", "_source_excludes")):
-            body["_source"] = _source_spec(params)
+            body["_source"] = source_spec(params)
         size, from_ = int(body.get("size", 10)), int(body.get("from", 0))
         if from_ < 0:
             raise EngineError("[from] parameter cannot be negative", 400, "illegal_argument_exception")
@@ -300,16 +291,16 @@ class EmbeddedClient:
                         ranked = executor.top(query, 1)[0]
                     max_score = float(ranked.scores[0]) if len(ranked.ords) else None
                     hits = [
-                        self._hit(store, index, int(o), float(s), body.get("_source", True), _plain_explanation(name, float(s)) if explain else None)
+                        self._hit(store, index, int(o), float(s), body.get("_source", True), plain_explanation(name, float(s)) if explain else None)
                         for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
                     ]
         response_hits: dict[str, Any] = {}
-        total_field = _total(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
+        total_field = total_hits(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
         if total_field is not None:
             response_hits["total"] = total_field
         response_hits["max_score"] = max_score
         response_hits["hits"] = hits
-        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": _shards(), "hits": response_hits}
+        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": shards(), "hits": response_hits}
 
     def _sorted_search(self, store: IndexStore, index: str, executor: Executor, query, body: dict, from_: int, size: int):
         """Hits with `min_score` and/or `sort` applied: (hits, total, max_score). Sorting by a field
@@ -348,304 +339,10 @@ class EmbeddedClient:
 
     def _hit(self, store: IndexStore, index: str, ordinal: int, score: float, source_spec, explanation_body) -> dict:
         hit = {"_index": index, "_id": store.ids[ordinal], "_score": score}
-        wanted_vectors = [p for p in store.vector_fields if filter_source(_nested(p), source_spec)]
+        wanted_vectors = [p for p in store.vector_fields if filter_source(nested_probe(p), source_spec)]
         source = filter_source(store.source(ordinal, wanted_vectors), source_spec)
         if source is not None:
             hit["_source"] = source
         if explanation_body is not None:
             hit["_explanation"] = explanation_body
         return hit
-
-
-def _nested(path: str) -> dict:
-    """{"a": {"b": 0}} for "a.b": a probe document for _source filtering."""
-    node: dict = {}
-    root = node
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = 0
-    return root
-
-
-def _plain_explanation(clause: str | None, score: float) -> dict:
-    return {"value": score, "description": f"score of [{clause}] query (embedded engine)", "details": []}
-
-
-def _param_value(value):
-    if isinstance(value, str):
-        if value in ("true", "false"):
-            return value == "true"
-        if value.lstrip("-").isdigit():
-            return int(value)
-    return value
-
-
-def _source_spec(params: dict):
-    """The `_source` filter of request parameters (`_source`, `_source_includes`, `_source_excludes`)."""
-    includes, excludes = _as_list(params.get("_source_includes")), _as_list(params.get("_source_excludes"))
-    source = _param_value(params.get("_source", True))
-    if includes or excludes:
-        if source is False:
-            return False
-        if isinstance(source, (str, list)):
-            includes = includes or _as_list(source)
-        return {"includes": includes, "excludes": excludes}
-    return source
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v]
-    return list(value)
-
-
-def _total(total: int | None, track) -> dict | None:
-    if track is False or total is None:
-        return None
-    if track is True:
-        return {"value": total, "relation": "eq"}
-    limit = int(track)
-    if total > limit:
-        return {"value": limit, "relation": "gte"}
-    return {"value": total, "relation": "eq"}
-
-
-def filter_source(source: dict, spec) -> dict | None:
-    """Apply a `_source` spec (bool, pattern, list, or {includes, excludes}) to a document."""
-    if spec is False:
-        return None
-    if spec is True or spec is None:
-        return source
-    if isinstance(spec, (str, list)):
-        includes, excludes = _as_list(spec), []
-    elif isinstance(spec, dict):
-        unknown = set(spec) - {"includes", "excludes", "include", "exclude"}
-        if unknown:
-            raise EngineError(f"unknown _source key(s) {sorted(unknown)}", 400, "parsing_exception")
-        includes = _as_list(spec.get("includes", spec.get("include")))
-        excludes = _as_list(spec.get("excludes", spec.get("exclude")))
-    else:
-        raise EngineError(f"malformed _source {spec!r}", 400, "parsing_exception")
-
-    def keep(path: str, is_object: bool) -> bool | None:
-        if any(fnmatch.fnmatchcase(path, p) for p in excludes):
-            return False
-        if not includes or any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p + ".*") for p in includes):
-            return True
-        if is_object and any(p.startswith(path + ".") or fnmatch.fnmatchcase(path + ".x", p.split(".")[0] + ".*") for p in includes):
-            return None  # descend
-        return False
-
-    def walk(node: dict, prefix: str) -> dict:
-        out = {}
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            decision = keep(path, isinstance(value, dict))
-            if decision is None and isinstance(value, dict):
-                sub = walk(value, path + ".")
-                if sub:
-                    out[key] = sub
-            elif decision:
-                out[key] = walk_excludes(value, path + ".") if isinstance(value, dict) and excludes else value
-        return out
-
-    def walk_excludes(node: dict, prefix: str) -> dict:
-        return {
-            k: (walk_excludes(v, f"{prefix}{k}.") if isinstance(v, dict) else v)
-            for k, v in node.items()
-            if not any(fnmatch.fnmatchcase(f"{prefix}{k}", p) for p in excludes)
-        }
-
-    return walk(source, "")
-
-
-def _nested_settings(flat: dict) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        if key.startswith("index.analysis"):
-            parts = ["index", "analysis"]
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value if isinstance(value, dict) else json.dumps(value) if isinstance(value, bool) else str(value)
-    return out
-
-
-def _validate_index_name(index) -> None:
-    """OpenSearch's index name rules (MetadataCreateIndexService.validateIndexOrAliasName)."""
-    def invalid(why: str) -> EngineError:
-        return EngineError(f"Invalid index name [{index}], {why}", 400, "invalid_index_name_exception")
-
-    if not isinstance(index, str) or not index:
-        raise invalid("must not be empty")
-    if _INDEX_NAME_FORBIDDEN.search(index):
-        raise invalid('must not contain the following characters [ , ", *, \\, <, |, ,, >, /, ?, #, :]')
-    if index[0] in "_-+":
-        raise invalid("must not start with '_', '-', or '+'")
-    if index != index.lower():
-        raise invalid("must be lowercase")
-    if index in (".", ".."):
-        raise invalid("must not be '.' or '..'")
-    if len(index.encode("utf-8")) > 255:
-        raise invalid(f"index name is too long, ({len(index.encode('utf-8'))} > 255)")
-
-
-def _item_error(op: str, index: str | None, doc_id, status: int, error_type: str, reason: str) -> dict:
-    return {op: {"_index": index, "_id": doc_id, "status": status, "error": {"type": error_type, "reason": reason}}}
-
-
-def _parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
-    """(op, metadata, source) from a bulk body: a list of dicts/strings or an NDJSON string/bytes."""
-    if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8")
-    if isinstance(body, str):
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-    else:
-        lines = [json.loads(line) if isinstance(line, (str, bytes)) else line for line in body]
-    i = 0
-    while i < len(lines):
-        action = lines[i]
-        if not isinstance(action, dict) or len(action) != 1:
-            raise EngineError(f"Malformed action/metadata line [{i + 1}]", 400, "illegal_argument_exception")
-        (op, meta), = action.items()
-        if op == "update":
-            raise UnsupportedQueryError("bulk action [update] is not supported by the embedded engine; use index")
-        if op not in ("index", "create", "delete"):
-            raise EngineError(f"Malformed action/metadata line [{i + 1}], unknown action [{op}]", 400, "illegal_argument_exception")
-        meta = dict(meta or {})
-        if op == "index" and str(meta.pop("op_type", "index")) == "create":
-            op = "create"
-        unknown = set(meta) - {"_index", "_id", "routing", "pipeline"}
-        if unknown or (meta or {}).get("pipeline"):
-            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if (meta or {}).get('pipeline') else set()))} not supported by the embedded engine")
-        if op == "delete":
-            yield op, dict(meta or {}), None
-            i += 1
-        else:
-            if i + 1 >= len(lines):
-                raise EngineError(f"bulk action [{op}] on line [{i + 1}] has no document", 400, "illegal_argument_exception")
-            yield op, dict(meta or {}), lines[i + 1]
-            i += 2
-
-
-class _Indices:
-    """`client.indices`: create / delete / exists / refresh / put_index_template / get_mapping."""
-
-    def __init__(self, client: EmbeddedClient):
-        self._client = client
-
-    def create(self, index: str, body: dict | None = None, params: dict | None = None, **_transport) -> dict:
-        _validate_index_name(index)
-        with self._client._lock:
-            folder = self._client.root / index
-            if folder.exists():
-                raise EngineError(f"index [{index}] already exists", 400, "resource_already_exists_exception")
-            settings, mappings = resolve_index_body(index, body, self._client._read_registry("templates"))
-            try:
-                IndexStore(folder, settings=settings, mappings=mappings).close()
-            except Exception:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-        return {"acknowledged": True, "shards_acknowledged": True, "index": index}
-
-    def delete(self, index: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            folder = self._client.root / index
-            if not (folder / "manifest.json").exists():
-                raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
-            self._client._forget(index)
-            trash = folder.with_name(f".deleted-{index}-{uuid.uuid4().hex[:8]}")
-            folder.rename(trash)  # atomic: the index disappears at once
-            shutil.rmtree(trash, ignore_errors=True)
-        return {"acknowledged": True}
-
-    def exists(self, index: str, params: dict | None = None, **_transport) -> bool:
-        return (self._client.root / index / "manifest.json").exists()
-
-    def refresh(self, index: str | None = None, params: dict | None = None, **_transport) -> dict:
-        """Writes are visible on return already; this also builds/extends HNSW graphs above the threshold."""
-        with self._client._lock:
-            names = [index] if index else [p.name for p in self._client.root.iterdir() if (p / "manifest.json").exists()]
-            for name in names:
-                store = self._client._store(name)
-                if store.n_ords >= self._client.hnsw_threshold:
-                    for field in store.vector_fields.values():
-                        field.ensure_hnsw(store.n_ords)
-        return {"_shards": _shards()}
-
-    def put_index_template(self, name: str, body: dict, params: dict | None = None, **_transport) -> dict:
-        if not isinstance(body, dict) or not body.get("index_patterns"):
-            raise EngineError("index template must have [index_patterns]", 400, "action_request_validation_exception")
-        unknown = set(body) - {"index_patterns", "template", "priority", "version", "_meta", "composed_of", "data_stream"}
-        if unknown or body.get("composed_of") or body.get("data_stream"):
-            raise UnsupportedQueryError(f"index template key(s) {sorted(unknown | {'composed_of', 'data_stream'} & set(body))} not supported by the embedded engine")
-        with self._client._lock:
-            templates = self._client._read_registry("templates")
-            templates[name] = copy.deepcopy(body)
-            self._client._write_registry("templates", templates)
-        return {"acknowledged": True}
-
-    def put_mapping(self, body: dict, index: str | None = None, params: dict | None = None, **_transport) -> dict:
-        """Add fields (or sub-fields) to an index's mapping; changing a field's type is a 400."""
-        if not isinstance(body, dict):
-            raise EngineError("mapping body must be an object", 400, "parse_exception")
-        with self._client._lock:
-            self._client._store(index).update_meta(mappings=body)
-        return {"acknowledged": True}
-
-    def get_settings(self, index: str, params: dict | None = None, **_transport) -> dict:
-        """The index settings, nested under `index` with string values as OpenSearch returns them."""
-        with self._client._lock:
-            store = self._client._store(index)
-            return {index: {"settings": _nested_settings(store.settings)}}
-
-    def put_settings(self, body: dict, index: str | None = None, params: dict | None = None, **_transport) -> dict:
-        """Update dynamic index settings (max_result_window, default search pipeline, ef_search...)."""
-        settings = flatten_settings((body or {}).get("settings", body) if isinstance(body, dict) else None)
-        static = sorted(k for k in settings if k not in DYNAMIC_INDEX_SETTINGS)
-        if static:
-            raise EngineError(f"Can't update non dynamic settings [{static}] for open indices [[{index}]]", 400, "illegal_argument_exception")
-        with self._client._lock:
-            self._client._store(index).update_meta(settings=settings)
-        return {"acknowledged": True}
-
-    def get_mapping(self, index: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            store = self._client._store(index)
-            return {index: {"mappings": copy.deepcopy(store.mapping.raw)}}
-
-
-class _SearchPipelines:
-    """`client.search_pipeline`: put / get / delete (validated when stored)."""
-
-    def __init__(self, client: EmbeddedClient):
-        self._client = client
-
-    def put(self, id: str, body: dict, params: dict | None = None, **_transport) -> dict:
-        parse_pipeline(id, body)
-        with self._client._lock:
-            pipelines = self._client._read_registry("pipelines")
-            pipelines[id] = copy.deepcopy(body)
-            self._client._write_registry("pipelines", pipelines)
-        return {"acknowledged": True}
-
-    def get(self, id: str | None = None, params: dict | None = None, **_transport) -> dict:
-        pipelines = self._client._read_registry("pipelines")
-        if id is None:
-            return pipelines
-        if id not in pipelines:
-            raise EngineError(f"Pipeline {id} is not defined", 404, "resource_not_found_exception")
-        return {id: pipelines[id]}
-
-    def delete(self, id: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            pipelines = self._client._read_registry("pipelines")
-            if id not in pipelines:
-                raise EngineError(f"Pipeline {id} is not defined", 404, "resource_not_found_exception")
-            del pipelines[id]
-            self._client._write_registry("pipelines", pipelines)
-        return {"acknowledged": True}
