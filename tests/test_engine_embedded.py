@@ -533,3 +533,29 @@ def test_malformed_requests_are_engine_errors_never_raw_exceptions(catalog, call
     with pytest.raises(EngineError) as info:
         call(catalog)
     assert info.value.status == 400
+
+
+def test_date_fields_dynamic_detection_range_math_term_and_sort(tmp_path):
+    # OpenSearch: date_detection maps ISO strings to `date` (strict_date_optional_time||epoch_millis);
+    # range date math rounds up for gt/lte and down for gte/lt (JavaDateMathParser)
+    client = EmbeddedClient(tmp_path / "e")
+    docs = {"1": {"d": "2024-01-01"}, "2": {"d": "2024-01-15T10:00:00Z"}, "3": {"d": 1706745600000}, "4": {"note": "no date"}}
+    bulk_docs(client, "dates", docs)
+    assert client.indices.get_mapping(index="dates")["dates"]["mappings"]["properties"]["d"] == {"type": "date"}
+
+    def ids(query):
+        return sorted(h["_id"] for h in client.search(index="dates", body={"query": query})["hits"]["hits"])
+
+    assert ids({"range": {"d": {"gte": "2024-01-01", "lt": "2024-01-15"}}}) == ["1"]
+    assert ids({"range": {"d": {"gt": "2024-01-01||/M"}}}) == ["3"]
+    assert ids({"range": {"d": {"lte": "2024-01-15||/d"}}}) == ["1", "2"]
+    assert ids({"term": {"d": "2024-01-01T00:00:00Z"}}) == ["1"]
+    assert ids({"exists": {"field": "d"}}) == ["1", "2", "3"]
+    hits = client.search(index="dates", body={"query": {"exists": {"field": "d"}}, "sort": [{"d": "desc"}]})["hits"]["hits"]
+    assert [h["sort"] for h in hits] == [[1706745600000], [1705312800000], [1704067200000]]
+    with pytest.raises(EngineError) as info:
+        client.index(index="dates", id="5", body={"d": "not a date"})
+    assert info.value.status == 400 and info.value.error_type == "mapper_parsing_exception"
+    with pytest.raises(UnsupportedQueryError):
+        client.indices.create(index="fmt", body={"mappings": {"properties": {"d": {"type": "date", "format": "yyyy/MM/dd"}}}})
+    client.close()

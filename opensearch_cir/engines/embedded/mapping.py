@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import EngineError, UnsupportedQueryError
+from .dates import check_format, looks_like_date
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 INTEGER_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
-LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector"}
+LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector", "date"}
+# Types whose values live in the numeric column (dates as epoch milliseconds).
+COLUMN_NUMBER_TYPES = NUMERIC_TYPES | {"date"}
 KNN_SPACE_TYPES = {"l2", "cosinesimil", "innerproduct", "hamming"}
 MAX_KNN_DIMENSION = 16_000
 
@@ -109,7 +112,7 @@ class Mapping:
         self.fields: dict[str, FieldSpec] = {}
         self.multi_fields: dict[str, list[str]] = {}
         self.objects: dict[str, dict] = {"": self.raw}
-        unsupported = set(self.raw) - {"properties", "dynamic", "dynamic_templates", "_meta", "_source"}
+        unsupported = set(self.raw) - {"properties", "dynamic", "dynamic_templates", "_meta", "_source", "date_detection"}
         if unsupported:
             raise UnsupportedQueryError(f"mapping parameter(s) {sorted(unsupported)} are not supported by the embedded engine")
         if self.raw.get("_source") not in (None, {"enabled": True}):
@@ -132,6 +135,8 @@ class Mapping:
         params = {k: v for k, v in spec.items() if k not in ("type", "fields")}
         if kind == "knn_vector":
             self._check_knn(path, params)
+        if kind == "date":
+            check_format(path, params.get("format"))
         if kind == "text":
             analyzer = params.get("analyzer", "standard")
             if params.get("search_analyzer", analyzer) != analyzer:
@@ -241,6 +246,7 @@ class Mapping:
             "boolean" if isinstance(value, bool)
             else "long" if isinstance(value, int)
             else "double" if isinstance(value, float)
+            else "date" if isinstance(value, str) and self.raw.get("date_detection", True) is not False and looks_like_date(value)
             else "string"
         )
         for entry in self.raw.get("dynamic_templates", []):
@@ -257,7 +263,7 @@ class Mapping:
             spec = (
                 {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
                 if match_type == "string"
-                else {"type": {"boolean": "boolean", "long": "long", "double": "float"}[match_type]}
+                else {"type": {"boolean": "boolean", "long": "long", "double": "float", "date": "date"}[match_type]}
             )
         self._add_leaf(path, spec["type"], spec)
         self._record_in_raw(path, spec)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import EngineError, UnsupportedQueryError
-from .mapping import INTEGER_TYPES, NUMERIC_TYPES
+from .mapping import COLUMN_NUMBER_TYPES, INTEGER_TYPES
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _field_values(store, key: SortKey, n: int) -> tuple[np.ndarray, np.ndarray, 
         for rank, label in enumerate(labels):
             reduce.at(values, store.ords_array((key.field, label), column.postings[label]), float(rank))
         return values, np.isfinite(values), labels
-    if spec.type in NUMERIC_TYPES:
+    if spec.type in COLUMN_NUMBER_TYPES:
         ords = store.ords_array((key.field, "#ords"), column.num_ords)
         vals = np.frombuffer(column.num_vals, dtype=np.float64) if len(column.num_vals) else np.empty(0)
         reduce.at(values, ords, vals)
@@ -93,7 +93,7 @@ def sort_hits(store, ords: np.ndarray, scores: np.ndarray, keys: list[SortKey]) 
             values, present, labels = _field_values(store, key, n)
             column, has = values[ords], present[ords]
             spec = store.mapping.fields.get(key.field)
-            integer = spec is not None and spec.type in INTEGER_TYPES
+            integer = spec is not None and (spec.type in INTEGER_TYPES or spec.type == "date")
 
             def render(i, c=column, h=has, labels=labels, integer=integer):
                 if not h[i]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ...errors import EngineError
 from .analysis import build_analyzer
+from .dates import to_millis
 from .mapping import FieldSpec, Mapping
 from .vectors import VectorField
 
@@ -363,6 +364,8 @@ class IndexStore:
                 out.append(value if isinstance(value, str) else str(value))
             elif spec.type == "knn_vector":
                 out.append(True)
+            elif spec.type == "date":
+                out.append(to_millis(value, spec.path))
             else:
                 try:
                     number = float(value)

@@ -8,6 +8,8 @@ import numpy as np
 from ....errors import EngineError, UnsupportedQueryError
 from ....scoring import bm25_score
 from ..store import tantivy_name
+from ..dates import bound_millis, check_format, to_millis
+from ..mapping import COLUMN_NUMBER_TYPES
 from .dsl import Scored, check_params, field_and_params, in_range
 
 
@@ -23,6 +25,8 @@ class TermLevelClauses:
             if value in (False, "false"):
                 return False
             raise EngineError(f"[{clause}] can't parse [{value}] as boolean", 400, "query_shard_exception")
+        if spec.type == "date":
+            return to_millis(value, spec.path)
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -71,8 +75,8 @@ class TermLevelClauses:
     def _filter_range(self, body) -> np.ndarray:
         field, params = field_and_params("range", body, "gte", {"gt", "lt", "lte", "format", "relation"}, required=False)
         params = {k: v for k, v in params.items() if k not in ("boost", "_name")}
-        if params.get("relation", "intersects").lower() != "intersects" or "format" in params:
-            raise UnsupportedQueryError("[range] parameters format/relation are not supported by the embedded engine")
+        if params.get("relation", "intersects").lower() != "intersects":
+            raise UnsupportedQueryError("[range] relation is not supported by the embedded engine")
         bounds = {k: v for k, v in params.items() if k in ("gt", "gte", "lt", "lte") and v is not None}
         spec, column = self._spec(field), self._column(field)
         mask = np.zeros(self.n, dtype=bool)
@@ -83,12 +87,19 @@ class TermLevelClauses:
                 if in_range(value, {k: str(v) for k, v in bounds.items()}):
                     mask[self.store.ords_array((field, value), postings)] = True
             return mask
-        if spec.type not in ("long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"):
+        if spec.type not in COLUMN_NUMBER_TYPES:
             raise UnsupportedQueryError(f"[range] on field [{field}] of type [{spec.type}] is not supported by the embedded engine")
+        if "format" in params:
+            if spec.type != "date":
+                raise EngineError(f"[range] format is only supported on date fields, not [{field}]", 400, "query_shard_exception")
+            check_format(field, params["format"])
         ords, vals = self._numeric(field, column)
         keep = np.ones(len(vals), dtype=bool)
         for op, bound in bounds.items():
-            b = self._coerce(spec, bound, "range")
+            if spec.type == "date":  # date math rounds up for gt / lte, down for gte / lt
+                b = bound_millis(bound, round_up=op in ("gt", "lte"))
+            else:
+                b = self._coerce(spec, bound, "range")
             keep &= {"gt": vals > b, "gte": vals >= b, "lt": vals < b, "lte": vals <= b}[op]
         mask[ords[keep]] = True
         return mask
