@@ -136,11 +136,36 @@ def test_bulk_10_basic_empty_action(client):
         client.bulk(body='{"index": {"_index": "test_index", "_id": "test_id"}}\n{"f1": "v1", "f2": 42}\n{}\n')
 
 
-@pytest.mark.unsupported("aliases (require_alias) are not supported by the embedded engine")
+@pytest.mark.unsupported("the bulk require_alias flag is not supported by the embedded engine")
 def test_bulk_10_basic_require_alias(client):
     """bulk/10_basic.yml "When setting require_alias flag per request"."""
+    client.indices.create(index="backing_index", body={"mappings": {}, "aliases": {"test_require_alias": {}}})
     with pytest.raises(UnsupportedQueryError):
-        client.indices.create(index="backing_index", body={"mappings": {}, "aliases": {"test_require_alias": {}}})
+        client.bulk(body=[{"index": {"_index": "new_index_not_created", "require_alias": True}}, {"f": 1}])
+
+
+def test_bulk_10_basic_alias_without_write_index(client):
+    """bulk/10_basic.yml "Return item-level error when no write index defined for an alias"."""
+    client.indices.create(index="test_index1")
+    client.indices.create(index="test_index2")
+    client.indices.put_alias(index="test_index1", name="test_index")
+    client.indices.put_alias(index="test_index2", name="test_index")
+    r = client.bulk(body=['{"index": {"_index": "test_index"}}', '{"field": "test"}'])
+    item = r["items"][0]["index"]
+    assert r["errors"] is True and item["status"] == 400 and item["error"]["type"] == "illegal_argument_exception"
+    assert item["error"]["reason"].startswith("no write index is defined for alias [test_index]")
+
+
+def test_alias_with_one_index_reads_and_writes(client):
+    """bulk/10_basic.yml "When setting require_alias flag per request": writing through an alias
+    with one index (items.2 / items.3 created), then reading through it."""
+    client.indices.create(index="backing_index", body={"mappings": {}, "aliases": {"test_require_alias": {}}})
+    r = client.bulk(body=[{"index": {"_index": "test_require_alias"}}, {"f": 3}, {"create": {"_index": "test_require_alias"}}, {"f": 4}])
+    assert [next(iter(i.values()))["result"] for i in r["items"]] == ["created", "created"]
+    assert all(next(iter(i.values()))["_index"] == "backing_index" for i in r["items"])
+    hits = client.search(index="test_require_alias", body={"query": {"match_all": {}}})["hits"]
+    assert hits["total"]["value"] == 2 and hits["hits"][0]["_index"] == "backing_index"
+    assert client.indices.get_alias(index="backing_index") == {"backing_index": {"aliases": {"test_require_alias": {}}}}
 
 
 # --- search/*.yml --------------------------------------------------------------------------------
@@ -160,11 +185,13 @@ def test_search_20_default_values_basic_search(two_indices):
         assert hits["total"]["value"] == 1 and (hits["hits"][0]["_index"], hits["hits"][0]["_id"]) == (index, doc_id)
 
 
-@pytest.mark.unsupported("searches over several indices (_all) are not supported by the embedded engine")
 def test_search_20_default_values_basic_search_all(two_indices):
-    """search/20_default_values.yml "Basic search": the `index: _all` request."""
-    with pytest.raises(UnsupportedQueryError):
-        two_indices.search(index="_all", body={"query": {"match": {"foo": "bar"}}})
+    """search/20_default_values.yml "Basic search": the `index: _all` request finds both documents;
+    so do a comma list and a wildcard."""
+    for expression in ("_all", "test_1,test_2", "test_*"):
+        hits = two_indices.search(index=expression, body={"query": {"match": {"foo": "bar"}}})["hits"]
+        assert hits["total"]["value"] == 2 and {h["_index"] for h in hits["hits"]} == {"test_1", "test_2"}
+    assert two_indices.count(index="_all")["count"] == 2
 
 
 def test_search_20_default_values_body_without_query(two_indices):
@@ -175,9 +202,10 @@ def test_search_20_default_values_body_without_query(two_indices):
 
 
 def test_search_20_default_values_new_response_format(two_indices):
-    """search/20_default_values.yml "Search with new response format": total is {value, relation}."""
-    hits = two_indices.search(index="test_1", body={"query": {"match_all": {}}})["hits"]
-    assert hits["total"] == {"value": 1, "relation": "eq"}
+    """search/20_default_values.yml "Search with new response format": total is {value, relation}
+    (the upstream request names no index: all of them)."""
+    hits = two_indices.search(index="_all", body={"query": {"match_all": {}}})["hits"]
+    assert hits["total"] == {"value": 2, "relation": "eq"}
 
 
 @pytest.fixture()

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import explanation, parse_pipeline, run_hybrid
+from .multi_index import resolve, search_many, write_index
 from .namespaces import Indices, SearchPipelines
 from .query import Executor
 from .requests import (
@@ -74,7 +75,7 @@ class EmbeddedClient:
     # --- plumbing ----------------------------------------------------------------------------------
     def _store(self, index: str) -> IndexStore:
         if not isinstance(index, str) or "," in index or "*" in index or index == "_all":
-            raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported by the embedded engine; name one index")
+            raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported here; name one index")
         store = self._stores.get(index)
         folder = self.root / index
         if store is not None and not folder.exists():
@@ -117,6 +118,11 @@ class EmbeddedClient:
                 target = meta.get("_index", index)
                 if target is None:
                     items[i] = item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
+                    continue
+                try:
+                    target = write_index(self, target)
+                except EngineError as exc:
+                    items[i] = item_error(op, target, meta.get("_id"), exc.status, exc.error_type, str(exc))
                     continue
                 by_index.setdefault(target, []).append(i)
             for target, positions in by_index.items():
@@ -206,6 +212,7 @@ class EmbeddedClient:
             raise UnsupportedQueryError(f"get parameter(s) {sorted(set(params) - _GET_PARAMS)} are not supported by the embedded engine")
         spec = source_spec(params)
         with self._lock:
+            index = write_index(self, index)
             store = self._store(index)
             ordinal = store.current(str(id))
             if ordinal is None:
@@ -228,10 +235,10 @@ class EmbeddedClient:
         body = body or {}
         if set(body) - {"query"}:
             raise UnsupportedQueryError(f"count body key(s) {sorted(set(body) - {'query'})} are not supported by the embedded engine")
+        query = body.get("query", {"match_all": {}})
         with self._lock:
-            executor = self._executor(self._store(index))
-            query = body.get("query", {"match_all": {}})
-            return {"count": int(executor.matches(query).sum()), "_shards": shards()}
+            count = sum(int(self._executor(self._store(name)).matches(query).sum()) for name in resolve(self, index))
+            return {"count": count, "_shards": shards()}
 
     # --- search ------------------------------------------------------------------------------------
     def _executor(self, store: IndexStore) -> Executor:
@@ -264,6 +271,11 @@ class EmbeddedClient:
             raise EngineError(f"[size] parameter cannot be negative, found [{size}]", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
         with self._lock:
+            names = resolve(self, index)
+            if len(names) != 1:
+                hits, total, max_score = search_many(self, names, query, body, params, from_, size)
+                return self._response(started, body, hits, total, max_score)
+            index = names[0]
             store = self._store(index)
             window = int(store.settings.get("index.max_result_window", DEFAULT_MAX_RESULT_WINDOW))
             if from_ + size > window:
@@ -294,6 +306,10 @@ class EmbeddedClient:
                         self._hit(store, index, int(o), float(s), body.get("_source", True), plain_explanation(name, float(s)) if explain else None)
                         for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
                     ]
+        return self._response(started, body, hits, total, max_score)
+
+    @staticmethod
+    def _response(started: float, body: dict, hits: list, total: int | None, max_score) -> dict:
         response_hits: dict[str, Any] = {}
         total_field = total_hits(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
         if total_field is not None:

@@ -55,12 +55,12 @@ def resolve_index_body(index: str, body: dict | None, templates: dict[str, dict]
     unknown = set(body) - {"settings", "mappings", "aliases"}
     if unknown:
         raise EngineError(f"unknown key(s) {sorted(unknown)} in index creation body", 400, "parse_exception")
-    if body.get("aliases"):
-        raise UnsupportedQueryError("index aliases are not supported by the embedded engine")
     matching = [
         t for t in templates.values() if any(fnmatch.fnmatchcase(index, p) for p in _as_list(t.get("index_patterns")))
     ]
     template = max(matching, key=lambda t: t.get("priority", 0))["template"] if matching else {}
+    if template.get("aliases"):
+        raise UnsupportedQueryError("aliases in index templates are not supported by the embedded engine")
     settings = _merge(flatten_settings(template.get("settings")), flatten_settings(body.get("settings")))
     mappings = _merge(template.get("mappings", {}), body.get("mappings", {}))
     return settings, mappings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import shutil
 import uuid
 
@@ -10,6 +11,7 @@ from ...errors import EngineError, UnsupportedQueryError
 from .hybrid import parse_pipeline
 from .mapping import flatten_settings, resolve_index_body
 from .requests import guard_requests, nested_settings, shards, validate_index_name
+from .multi_index import resolve
 from .store import IndexStore
 
 DYNAMIC_INDEX_SETTINGS = {
@@ -32,11 +34,16 @@ class Indices:
             if folder.exists():
                 raise EngineError(f"index [{index}] already exists", 400, "resource_already_exists_exception")
             settings, mappings = resolve_index_body(index, body, self._client._read_registry("templates"))
+            aliases = (body or {}).get("aliases") or {}
+            for name, config in aliases.items():
+                self._check_alias(name, config)
             try:
                 IndexStore(folder, settings=settings, mappings=mappings).close()
             except Exception:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
+            for name in aliases:
+                self._edit_aliases([("add", index, name)])
         return {"acknowledged": True, "shards_acknowledged": True, "index": index}
 
     def delete(self, index: str, params: dict | None = None, **_transport) -> dict:
@@ -45,6 +52,7 @@ class Indices:
             if not (folder / "manifest.json").exists():
                 raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
             self._client._forget(index)
+            self._edit_aliases([("remove", index, name) for name, members in self.aliases().items() if index in members])
             trash = folder.with_name(f".deleted-{index}-{uuid.uuid4().hex[:8]}")
             folder.rename(trash)  # atomic: the index disappears at once
             shutil.rmtree(trash, ignore_errors=True)
@@ -75,6 +83,81 @@ class Indices:
             templates[name] = copy.deepcopy(body)
             self._client._write_registry("templates", templates)
         return {"acknowledged": True}
+
+    # --- aliases (plain: no filter, routing or write index flag) ------------------------------------
+    def aliases(self) -> dict[str, list[str]]:
+        """{alias: [index, ...]} from the alias registry."""
+        return self._client._read_registry("aliases")
+
+    def _check_alias(self, name: str, config) -> None:
+        if config:
+            raise UnsupportedQueryError(f"alias [{name}] options {sorted(config)} are not supported by the embedded engine")
+        if (self._client.root / name / "manifest.json").exists():
+            raise EngineError(f"an index or data stream exists with the same name as the alias [{name}]", 400, "invalid_alias_name_exception")
+        validate_index_name(name)
+
+    def _edit_aliases(self, actions: list[tuple[str, str, str]]) -> None:
+        registry = self.aliases()
+        for action, index, name in actions:
+            members = registry.setdefault(name, [])
+            if action == "add" and index not in members:
+                members.append(index)
+            elif action == "remove":
+                if index not in members:
+                    raise EngineError(f"aliases [{name}] missing", 404, "aliases_not_found_exception")
+                members.remove(index)
+            if not members:
+                del registry[name]
+        self._client._write_registry("aliases", registry)
+
+    def put_alias(self, index, name: str, body: dict | None = None, params: dict | None = None, **_transport) -> dict:
+        self.update_aliases(body={"actions": [{"add": {"indices": index.split(",") if isinstance(index, str) else list(index), "alias": name, **(body or {})}}]})
+        return {"acknowledged": True}
+
+    def delete_alias(self, index, name: str, params: dict | None = None, **_transport) -> dict:
+        self.update_aliases(body={"actions": [{"remove": {"indices": index.split(",") if isinstance(index, str) else list(index), "alias": name}}]})
+        return {"acknowledged": True}
+
+    def update_aliases(self, body: dict, params: dict | None = None, **_transport) -> dict:
+        """`add` / `remove` actions, applied atomically."""
+        edits = []
+        with self._client._lock:
+            for action in (body or {}).get("actions", []):
+                (kind, config), = action.items()
+                if kind not in ("add", "remove"):
+                    raise UnsupportedQueryError(f"alias action [{kind}] is not supported by the embedded engine")
+                config = dict(config)
+                indices = config.pop("indices", None) or [config.pop("index", None)]
+                names = config.pop("aliases", None) or [config.pop("alias", None)]
+                config.pop("index", None), config.pop("alias", None)
+                for index in indices:
+                    if not (self._client.root / str(index) / "manifest.json").exists():
+                        raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
+                    for name in names:
+                        if kind == "add":
+                            self._check_alias(name, config)
+                        edits.append((kind, index, name))
+            self._edit_aliases(edits)
+        return {"acknowledged": True}
+
+    def get_alias(self, index: str | None = None, name: str | None = None, params: dict | None = None, **_transport) -> dict:
+        wanted = resolve(self._client, index) if index else None
+        out: dict = {}
+        for alias, members in self.aliases().items():
+            if name and not any(fnmatch.fnmatchcase(alias, n) for n in name.split(",")):
+                continue
+            for member in members:
+                if wanted is None or member in wanted:
+                    out.setdefault(member, {"aliases": {}})["aliases"][alias] = {}
+        if name and not out:
+            raise EngineError(f"alias [{name}] missing", 404, "aliases_not_found_exception")
+        return out
+
+    def exists_alias(self, name: str, index: str | None = None, params: dict | None = None, **_transport) -> bool:
+        try:
+            return bool(self.get_alias(index=index, name=name))
+        except EngineError:
+            return False
 
     def put_mapping(self, body: dict, index: str | None = None, params: dict | None = None, **_transport) -> dict:
         """Add fields (or sub-fields) to an index's mapping; changing a field's type is a 400."""
