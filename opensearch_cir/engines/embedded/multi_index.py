@@ -12,6 +12,9 @@ from ...errors import EngineError, UnsupportedQueryError
 def resolve(client, expression) -> list[str]:
     """Concrete index names of an expression; a wildcard may match nothing, a name must exist
     (404 when used)."""
+    if isinstance(expression, str) and not any(c in expression for c in ",*") and expression != "_all" \
+            and (expression in client._stores or (client.root / expression / "manifest.json").exists()):
+        return [expression]  # the common case: one concrete index
     parts = expression if isinstance(expression, (list, tuple)) else str(expression).split(",")
     existing = sorted(p.name for p in client.root.iterdir() if (p / "manifest.json").exists())
     aliases = client.indices.aliases()
