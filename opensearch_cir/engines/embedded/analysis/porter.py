@@ -50,31 +50,13 @@ class _Word:
         return True
 
     def m(self) -> int:
-        """The number of consonant-vowel sequences in b[0..j]."""
-        n, i, j = 0, 0, self.j
-        while True:
-            if i > j:
-                return n
-            if not self.cons(i):
-                break
-            i += 1
-        i += 1
-        while True:
-            while True:
-                if i > j:
-                    return n
-                if self.cons(i):
-                    break
-                i += 1
-            i += 1
-            n += 1
-            while True:
-                if i > j:
-                    return n
-                if not self.cons(i):
-                    break
-                i += 1
-            i += 1
+        """The measure of b[0..j]: its number of vowel-consonant transitions ([C](VC)^m[V])."""
+        n, after_vowel = 0, False
+        for i in range(self.j + 1):
+            consonant = self.cons(i)
+            n += consonant and after_vowel
+            after_vowel = not consonant
+        return n
 
     def vowel_in_stem(self) -> bool:
         return any(not self.cons(i) for i in range(self.j + 1))
