@@ -342,3 +342,72 @@ def test_put_settings_dynamic_and_static(client):
         client.search(index="test_index", body={"size": 4})
     with raises(400, "illegal_argument_exception", match="Can't update non dynamic settings"):
         client.indices.put_settings(index="test_index", body={"index": {"number_of_shards": 2}})
+
+
+# --- search/160_exists_query.yml -------------------------------------------------------------------
+EXISTS_TYPES = ("boolean", "date", "keyword", "byte", "double", "float", "half_float", "integer", "long", "short")
+
+
+@pytest.fixture()
+def exists_indices(client):
+    """The setup of search/160_exists_query.yml, without the field types the embedded engine does
+    not map (binary, geo_point, ip, match_only_text: `dynamic: false` leaves them unindexed)."""
+    properties = {t: {"type": t} for t in EXISTS_TYPES}
+    properties["object"] = {"type": "object", "properties": {"inner1": {"type": "keyword"}, "inner2": {"type": "keyword"}}}
+    properties["text"] = {"type": "text"}
+    client.indices.create(index="test", body={"mappings": {"dynamic": False, "properties": properties}})
+    common = {"binary": "YWJjZGUxMjM0", "date": "2017-01-01", "geo_point": [0.0, 20.0], "ip": "192.168.0.1", "keyword": "foo",
+              "byte": 1, "double": 1.0, "float": 1.0, "half_float": 1.0, "integer": 1, "long": 1, "short": 1, "text": "foo bar",
+              "match_only_text": "foo bar"}
+    client.index(index="test", id="1", body={**common, "boolean": True, "object": {"inner1": "foo", "inner2": "bar"}})
+    client.index(index="test", id="2", body={**common, "boolean": False, "object": {"inner1": "foo"}})
+    client.index(index="test", id="3", body={**common, "boolean": True, "object": {"inner2": "bar"}})
+    client.index(index="test", id="4", body={})
+    client.indices.create(index="test-unmapped", body={"mappings": {"dynamic": False, "properties": {"unrelated": {"type": "keyword"}}}})
+    client.index(index="test-unmapped", id="1", body={"unrelated": "foo"})
+    client.indices.create(index="test-empty", body={"mappings": {"dynamic": False, "properties": properties}})
+    return client
+
+
+def exists_total(client, index, field):
+    return client.search(index=index, body={"query": {"exists": {"field": field}}})["hits"]["total"]["value"]
+
+
+@pytest.mark.parametrize("field, expected", [(t, 3) for t in EXISTS_TYPES] + [("object", 3), ("object.inner1", 2), ("text", 3)])
+def test_search_160_exists_query_on_mapped_field(exists_indices, field, expected):
+    """search/160_exists_query.yml "Test exists query on mapped <type> field" (and object / inner field)."""
+    assert exists_total(exists_indices, "test", field) == expected
+
+
+@pytest.mark.parametrize("field", ["_id", "_index", "_seq_no", "_version"])
+def test_search_160_exists_query_on_metadata_field(exists_indices, field):
+    """search/160_exists_query.yml "Test exists query on _id / _index / _seq_no / _version field": 4."""
+    assert exists_total(exists_indices, "test", field) == 4
+
+
+def test_search_160_exists_query_on_source_field(exists_indices):
+    """search/160_exists_query.yml "Test exists query on _source field": query_shard_exception."""
+    with raises(400, "query_shard_exception"):
+        exists_total(exists_indices, "test", "_source")
+
+
+@pytest.mark.parametrize("index", ["test-unmapped", "test-empty"])
+@pytest.mark.parametrize("field", EXISTS_TYPES + ("object", "text"))
+def test_search_160_exists_query_on_unmapped_or_empty(exists_indices, index, field):
+    """search/160_exists_query.yml "Test exists query on unmapped <type> field" and "... on <type> field in empty index": 0."""
+    assert exists_total(exists_indices, index, field) == 0
+
+
+@pytest.mark.unsupported("binary, geo_point, ip and match_only_text field types")
+@pytest.mark.parametrize("kind", ["binary", "geo_point", "ip", "match_only_text"])
+def test_search_160_exists_query_unsupported_types(client, kind):
+    """search/160_exists_query.yml setup: the field types the embedded engine refuses to map."""
+    with pytest.raises(UnsupportedQueryError):
+        client.indices.create(index="t", body={"mappings": {"properties": {"f": {"type": kind}}}})
+
+
+@pytest.mark.unsupported("routing")
+def test_search_160_exists_query_on_routing_field(exists_indices):
+    """search/160_exists_query.yml "Test exists query on _routing field"."""
+    with pytest.raises(UnsupportedQueryError):
+        exists_total(exists_indices, "test", "_routing")

@@ -107,8 +107,14 @@ class TermLevelClauses:
     def _filter_exists(self, body) -> np.ndarray:
         check_params("exists", body, {"field", "boost", "_name"})
         field = body.get("field")
-        if field == "_id":
+        if not isinstance(field, str):
+            raise EngineError("[exists] must be provided with a [field]", 400, "parsing_exception")
+        if field in ("_id", "_index", "_seq_no", "_version", "_primary_term"):  # every document has them
             return self.live.copy()
+        if field == "_source":
+            raise EngineError("Field [_source] of type [_source] does not support exists queries", 400, "query_shard_exception")
+        if field == "_routing":
+            raise UnsupportedQueryError("routing is not supported by the embedded engine")
         mask = np.zeros(self.n, dtype=bool)
         for path, column in self.store.columns.items():
             if path == field or path.startswith(field + ".") and field not in self.store.mapping.fields:
