@@ -9,7 +9,7 @@ import pytest
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.errors import EngineError
 
-pytestmark = pytest.mark.upstream("k-NN LuceneEngineIT / KNNQueryBuilder")
+pytestmark = pytest.mark.upstream("k-NN LuceneEngineIT / FaissIT / KNNQueryBuilder")
 
 INDEX_VECTORS = [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0]]
 COSINE_VECTORS = [[6.0, 7.0, 3.0], [3.0, 2.0, 5.0], [4.0, 5.0, 7.0]]
@@ -110,3 +110,33 @@ def test_string_dimension_is_parsed(tmp_path):
     """KNNVectorFieldMapper: "dimension": "3" is parsed as the number 3."""
     client = lucene_index(tmp_path, "l2", INDEX_VECTORS, dimension="3")
     assert client.count(index="knn")["count"] == 3
+
+
+def filter_index(tmp_path, engine: str) -> EmbeddedClient:
+    """FaissIT / LuceneEngineIT setupKNNIndexForFilterQuery: three vectors with a dynamic `color`."""
+    client = EmbeddedClient(tmp_path / "e")
+    mapping = {"type": "knn_vector", "dimension": 3, "method": {"name": "hnsw", "space_type": "l2", "engine": engine}}
+    client.indices.create(index="knn", body={"settings": {"index.knn": True}, "mappings": {"properties": {"v": mapping}}})
+    docs = [("doc1", [6.0, 7.9, 3.1], {"color": "red", "taste": "sweet"}), ("doc2", [3.2, 2.1, 4.8], {"color": "green"}),
+            ("doc3", [4.1, 5.0, 7.1], {"color": "red"})]
+    body = []
+    for doc_id, vector, attributes in docs:
+        body += [{"index": {"_index": "knn", "_id": doc_id}}, {"v": vector, **attributes}]
+    assert not client.bulk(body=body)["errors"]
+    return client
+
+
+def test_faiss_radial_query_with_filter(tmp_path):
+    """FaissIT.testRadialQuery_withFilter_thenSuccess: max_distance 15 with a term filter -> doc3."""
+    client = filter_index(tmp_path, "faiss")
+    query = {"knn": {"v": {"vector": [3.3, 3.0, 5.0], "max_distance": 15.0, "filter": {"term": {"color": "red"}}}}}
+    assert [h["_id"] for h in client.search(index="knn", body={"query": query})["hits"]["hits"]] == ["doc3"]
+
+
+@pytest.mark.parametrize("engine", ["faiss", "lucene"])
+def test_query_with_filter(tmp_path, engine):
+    """LuceneEngineIT.testQueryWithFilterUsingFloatVectorDataType (and FaissIT's filter tests): k=3 with a
+    `color: red` filter returns only the red documents, nearest first."""
+    client = filter_index(tmp_path, engine)
+    query = {"knn": {"v": {"vector": [6.0, 7.9, 3.1], "k": 3, "filter": {"term": {"color": "red"}}}}}
+    assert [h["_id"] for h in client.search(index="knn", body={"query": query})["hits"]["hits"]] == ["doc1", "doc3"]
