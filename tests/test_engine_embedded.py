@@ -12,7 +12,7 @@ import pytest
 from opensearch_cir.engines import connect
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.engines.embedded import store as store_module
-from opensearch_cir.engines.embedded.mapping import analyzer_spec
+from opensearch_cir.engines.embedded.analysis import build_analyzer
 from opensearch_cir.errors import EngineError, UnsupportedQueryError
 from opensearch_cir.resources import index_templates_dir
 from opensearch_cir.scoring import byte4_to_int, combine, int_to_byte4, min_max, rrf_rank_scores
@@ -47,7 +47,7 @@ def bulk_docs(client, index, docs: dict[str, dict]):
 
 def analyze(text: str) -> list[str]:
     settings = {"index.analysis": template()["template"]["settings"]["analysis"]}
-    return analyzer_spec("cir_caption", settings).build().analyze(text)
+    return build_analyzer("cir_caption", settings)(text)
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -67,9 +67,13 @@ def test_caption_analyzer_reproduces_pattern_lowercase_snowball(text, tokens):
 
 
 def test_unreproducible_analyzer_is_refused(client):
-    with pytest.raises(UnsupportedQueryError, match="standard"):
-        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text"}}}})
+    with pytest.raises(UnsupportedQueryError, match="french"):
+        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": "french"}}}})
     assert not client.indices.exists(index="plain")
+    with pytest.raises(EngineError, match="has not been configured") as excinfo:
+        client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text", "analyzer": "nope"}}}})
+    assert excinfo.value.status == 400 and excinfo.value.error_type == "mapper_parsing_exception"
+    client.indices.create(index="plain", body={"mappings": {"properties": {"t": {"type": "text"}}}})  # standard
 
 
 # --- BM25 -----------------------------------------------------------------------------------------
@@ -273,10 +277,15 @@ def test_bool_scores_sum_must_and_should(catalog):
 
 
 def test_term_on_keyword_scores_like_lucene(catalog):
-    # keyword fields have no norms: score = idf · 1 / (1 + k1 (1 − b + b / avgdl)), avgdl = values per doc
-    hits = catalog.search(index="cir-cat", body={"query": {"term": {"metadata.colour": "red"}}})["hits"]["hits"]
+    # OpenSearch 3.x: a keyword term query is constant score (opensearch-project/OpenSearch#17823)
+    hits = catalog.search(index="cir-cat", body={"query": {"term": {"metadata.colour": {"value": "red", "boost": 2}}}})["hits"]["hits"]
+    assert {h["_score"] for h in hits} == {2.0}
+    # 2.x: BM25 without norms: score = idf · 1 / (1 + k1 (1 − b + b / avgdl)), avgdl = values per doc
+    legacy = EmbeddedClient(catalog.root, legacy_bm25=True)
+    hits = legacy.search(index="cir-cat", body={"query": {"term": {"metadata.colour": "red"}}})["hits"]["hits"]
     idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))
-    assert hits[0]["_score"] == pytest.approx(idf / (1 + 1.2), rel=1e-5)
+    assert hits[0]["_score"] == pytest.approx(2.2 * idf / (1 + 1.2), rel=1e-5)
+    legacy.close()
 
 
 # --- hybrid ---------------------------------------------------------------------------------------
@@ -312,7 +321,9 @@ def test_hybrid_min_max_arithmetic_matches_scoring_functions(client):
     table = np.array([[dict(zip(ids_t, norm_t)).get(d, 0.0), dict(zip(ids_k, norm_k)).get(d, 0.0)] for d in union])
     combined = dict(zip(union, combine("arithmetic_mean", table, [0.3, 0.7])))
     hits = response["hits"]["hits"]
-    assert response["hits"]["total"]["value"] == len(union)
+    # neural-search counts every document a sub-query matches (knn: its k), not only the top `depth`
+    every_match = set(sub_results(client, "cir-hyb", text, 100)[0]) | set(sub_results(client, "cir-hyb", knn, 100)[0])
+    assert response["hits"]["total"]["value"] == len(every_match)
     expected = sorted(union, key=lambda d: -combined[d])[:5]
     assert [h["_id"] for h in hits] == expected
     for h in hits:
@@ -378,8 +389,8 @@ def test_hybrid_errors(client):
 def test_unsupported_things_are_named(catalog):
     with pytest.raises(UnsupportedQueryError, match="match_phrase"):
         catalog.search(index="cir-cat", body={"query": {"match_phrase": {"caption": "red dress"}}})
-    with pytest.raises(UnsupportedQueryError, match="sort"):
-        catalog.search(index="cir-cat", body={"query": {"match_all": {}}, "sort": ["price"]})
+    with pytest.raises(UnsupportedQueryError, match="aggs"):
+        catalog.search(index="cir-cat", body={"query": {"match_all": {}}, "aggs": {"p": {"max": {"field": "price"}}}})
     with pytest.raises(UnsupportedQueryError, match="fuzziness"):
         catalog.search(index="cir-cat", body={"query": {"match": {"caption": {"query": "red", "fuzziness": 1}}}})
     with pytest.raises(UnsupportedQueryError, match="update"):
@@ -507,3 +518,46 @@ def test_snapshot_open_equals_full_replay(client, monkeypatch):
     replayed = EmbeddedClient(client.root)
     assert answers(replayed) == expected
     replayed.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.search(index="cir-cat", body={"size": "ten"}),
+        lambda c: c.search(index="cir-cat", body={"query": {"knn": {"image_vector": {"vector": "abc", "k": 1}}}}),
+        lambda c: c.bulk(body=42),
+        lambda c: c.bulk(body="{not json"),
+        lambda c: c.search(index="cir-cat", body={"query": {"range": {"price": {"gte": {"x": 1}}}}}),
+        lambda c: c.search_pipeline.put(id="p", body={"phase_results_processors": [{"normalization-processor": {"combination": 5}}]}),
+    ],
+)
+def test_malformed_requests_are_engine_errors_never_raw_exceptions(catalog, call):
+    with pytest.raises(EngineError) as info:
+        call(catalog)
+    assert info.value.status == 400
+
+
+def test_date_fields_dynamic_detection_range_math_term_and_sort(tmp_path):
+    # OpenSearch: date_detection maps ISO strings to `date` (strict_date_optional_time||epoch_millis);
+    # range date math rounds up for gt/lte and down for gte/lt (JavaDateMathParser)
+    client = EmbeddedClient(tmp_path / "e")
+    docs = {"1": {"d": "2024-01-01"}, "2": {"d": "2024-01-15T10:00:00Z"}, "3": {"d": 1706745600000}, "4": {"note": "no date"}}
+    bulk_docs(client, "dates", docs)
+    assert client.indices.get_mapping(index="dates")["dates"]["mappings"]["properties"]["d"] == {"type": "date"}
+
+    def ids(query):
+        return sorted(h["_id"] for h in client.search(index="dates", body={"query": query})["hits"]["hits"])
+
+    assert ids({"range": {"d": {"gte": "2024-01-01", "lt": "2024-01-15"}}}) == ["1"]
+    assert ids({"range": {"d": {"gt": "2024-01-01||/M"}}}) == ["3"]
+    assert ids({"range": {"d": {"lte": "2024-01-15||/d"}}}) == ["1", "2"]
+    assert ids({"term": {"d": "2024-01-01T00:00:00Z"}}) == ["1"]
+    assert ids({"exists": {"field": "d"}}) == ["1", "2", "3"]
+    hits = client.search(index="dates", body={"query": {"exists": {"field": "d"}}, "sort": [{"d": "desc"}]})["hits"]["hits"]
+    assert [h["sort"] for h in hits] == [[1706745600000], [1705312800000], [1704067200000]]
+    with pytest.raises(EngineError) as info:
+        client.index(index="dates", id="5", body={"d": "not a date"})
+    assert info.value.status == 400 and info.value.error_type == "mapper_parsing_exception"
+    with pytest.raises(UnsupportedQueryError):
+        client.indices.create(index="fmt", body={"mappings": {"properties": {"d": {"type": "date", "format": "yyyy/MM/dd"}}}})
+    client.close()

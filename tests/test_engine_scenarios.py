@@ -98,10 +98,10 @@ CAPTIONS = {
 
 
 def tokens(text: str) -> list[str]:
-    from opensearch_cir.engines.embedded.mapping import analyzer_spec
+    from opensearch_cir.engines.embedded.analysis import build_analyzer
 
     analysis = json.loads((index_templates_dir() / "cir-index-template.json").read_text())["template"]["settings"]["analysis"]
-    return analyzer_spec("cir_caption", {"index.analysis": analysis}).build().analyze(text)
+    return build_analyzer("cir_caption", {"index.analysis": analysis})(text)
 
 
 def test_template_mapping_and_documents(engine):

@@ -15,16 +15,11 @@ number of documents from which knn queries use an HNSW graph instead of exact se
 
 from __future__ import annotations
 
-import copy
-import fnmatch
-import json
-import re
-import shutil
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -32,23 +27,37 @@ from ...dialect import EMBEDDED_DISTRIBUTION, EMBEDDED_VERSION
 from ...errors import EngineError, UnsupportedQueryError
 from . import store as store_module
 from .hybrid import explanation, parse_pipeline, run_hybrid
-from .mapping import resolve_index_body
+from .multi_index import resolve, search_many, write_index
+from .namespaces import Indices, SearchPipelines
 from .query import Executor
+from .requests import (
+    check_query_vectors, check_unicode, filter_source, guard_requests, id_problem, int_param, item_error, nested_probe, param_value,
+    parse_bulk, plain_explanation, printable, shards, source_spec, total_hits,
+)
+from .sorting import parse_sort, sort_hits
 from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
 
 DEFAULT_HNSW_THRESHOLD = 50_000
 DEFAULT_TRACK_TOTAL_HITS = 10_000
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
-_SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout"}
+DEFAULT_MAX_RESULT_WINDOW = 10_000
+# Keys of OpenSearch's search body that the embedded engine does not implement (refused as
+# unsupported); any other unknown key is a 400 parsing_exception, as upstream.
+_OPENSEARCH_SEARCH_BODY_KEYS = {
+    "aggs", "aggregations", "highlight", "post_filter", "search_after", "collapse", "rescore",
+    "suggest", "stored_fields", "docvalue_fields", "fields", "script_fields", "version", "seq_no_primary_term",
+    "indices_boost", "profile", "stats", "terminate_after", "track_scores", "ext", "slice", "pit", "search_pipeline",
+    "verbose_pipeline", "include_named_queries_score", "derived",
+}
+_GET_PARAMS = {"_source", "_source_includes", "_source_excludes", "realtime", "refresh", "preference", "routing"}
+_SEARCH_BODY_KEYS = {"query", "size", "from", "_source", "track_total_hits", "explain", "timeout", "sort", "min_score", "track_scores"}
 _SEARCH_PARAMS = {"search_pipeline", "size", "from", "track_total_hits", "explain", "_source", "_source_excludes", "_source_includes", "request_timeout", "timeout"}
 
 
-def _shards() -> dict:
-    return {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
 
 
+@guard_requests
 class EmbeddedClient:
     """opensearch-py `OpenSearch` subset over local folders (see module docstring)."""
 
@@ -59,8 +68,8 @@ class EmbeddedClient:
         self.hnsw_threshold = hnsw_threshold
         self._stores: dict[str, IndexStore] = {}
         self._lock = threading.RLock()
-        self.indices = _Indices(self)
-        self.search_pipeline = _SearchPipelines(self)
+        self.indices = Indices(self)
+        self.search_pipeline = SearchPipelines(self)
 
     def __repr__(self) -> str:
         return f"EmbeddedClient({str(self.root)!r})"
@@ -73,8 +82,8 @@ class EmbeddedClient:
                 "version": {"distribution": EMBEDDED_DISTRIBUTION, "number": EMBEDDED_VERSION}}
 
     def _store(self, index: str) -> IndexStore:
-        if not isinstance(index, str) or "," in index or "*" in index:
-            raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported by the embedded engine; name one index")
+        if not isinstance(index, str) or "," in index or "*" in index or index == "_all":
+            raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported here; name one index")
         store = self._stores.get(index)
         folder = self.root / index
         if store is not None and not folder.exists():
@@ -109,15 +118,21 @@ class EmbeddedClient:
     def bulk(self, body, index: str | None = None, refresh=None, params: dict | None = None, **_ignored_transport) -> dict:
         """Index / create / delete documents; each index's part of the batch is committed atomically."""
         started = time.perf_counter()
-        actions = list(_parse_bulk(body))
+        actions = list(parse_bulk(body))
         items: list[dict | None] = [None] * len(actions)
         by_index: dict[str, list[int]] = {}
-        for i, (op, meta, _source) in enumerate(actions):
-            target = meta.get("_index", index)
-            if target is None:
-                items[i] = _item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
-                continue
-            by_index.setdefault(target, []).append(i)
+        with self._lock:
+            for i, (op, meta, _source) in enumerate(actions):
+                target = meta.get("_index", index)
+                if target is None:
+                    items[i] = item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
+                    continue
+                try:
+                    target = write_index(self, target)
+                except EngineError as exc:
+                    items[i] = item_error(op, target, meta.get("_id"), exc.status, exc.error_type, str(exc))
+                    continue
+                by_index.setdefault(target, []).append(i)
         wait_s = store_module.WRITE_LOCK_TIMEOUT_S
         deadline = time.monotonic() + wait_s
         while True:  # wait for another process's bulk outside self._lock, so that searches go on meanwhile
@@ -168,26 +183,26 @@ class EmbeddedClient:
             doc_id = meta.get("_id")
             if doc_id is None:
                 if op == "delete":
-                    items[pos] = _item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
+                    items[pos] = item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
                     continue
                 doc_id = uuid.uuid4().hex[:20]
             doc_id = str(doc_id)
-            problem = _id_problem(doc_id)
+            problem = id_problem(doc_id)
             if problem is not None:
-                items[pos] = _item_error(op, index, _printable(doc_id), 400, "action_request_validation_exception", problem)
+                items[pos] = item_error(op, index, printable(doc_id), 400, *problem)
                 continue
             current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
             if op == "create" and current is not None:
-                items[pos] = _item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
+                items[pos] = item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
                 continue
             if op == "delete" and current is None:
-                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": _shards()}}
+                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": shards()}}
                 continue
             try:
                 p = store.prepare("delete" if op == "delete" else "index", doc_id, source, batch, next_ord)
-                _check_unicode(p.record)
+                check_unicode(p.record)
             except EngineError as exc:
-                items[pos] = _item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
+                items[pos] = item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
                 continue
             prepared.append(p)
             if op == "delete":
@@ -202,30 +217,47 @@ class EmbeddedClient:
                 result, status = "deleted", 200
             else:
                 result, status = ("updated", 200) if current is not None else ("created", 201)
-            items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": _shards(), "status": status}}
+            items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": shards(), "status": status}}
 
     def _auto_create(self, index: str) -> IndexStore:
         self.indices.create(index=index)
         return self._store(index)
 
-    def index(self, index: str, body: dict, id: str | None = None, refresh=None, params: dict | None = None, **_transport) -> dict:
-        """Index one document (created or replaced)."""
+    def index(self, index: str, body: dict, id: str | None = None, refresh=None, params: dict | None = None, op_type: str | None = None, **_transport) -> dict:
+        """Index one document (created or replaced); `op_type="create"` fails with 409 when the id exists."""
+        op = str(op_type or (params or {}).get("op_type") or "index")
+        if op not in ("index", "create"):
+            raise EngineError(f"opType must be 'create' or 'index', found: [{op}]", 400, "illegal_argument_exception")
         meta = {"_index": index}
         if id is not None:
             meta["_id"] = id
-        item = self.bulk(body=[{"index": meta}, body])["items"][0]["index"]
+        item = self.bulk(body=[{op: meta}, body])["items"][0][op]
         if "error" in item:
             raise EngineError(item["error"]["reason"], item["status"], item["error"]["type"])
         return {k: v for k, v in item.items() if k != "status"}
 
-    def get(self, index: str, id: str, params: dict | None = None, **_transport) -> dict:
-        """The stored document; EngineError 404 when it does not exist."""
+    def create(self, index: str, id: str, body: dict, refresh=None, params: dict | None = None, **_transport) -> dict:
+        """Index a new document; EngineError 409 when the id exists."""
+        return self.index(index=index, body=body, id=id, op_type="create")
+
+    def get(self, index: str, id: str, params: dict | None = None, **kwargs) -> dict:
+        """The stored document (`_source`, `_source_includes`, `_source_excludes` filter it);
+        EngineError 404 when it does not exist."""
+        params = {**(params or {}), **{k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")}}
+        if set(params) - _GET_PARAMS:
+            raise UnsupportedQueryError(f"get parameter(s) {sorted(set(params) - _GET_PARAMS)} are not supported by the embedded engine")
+        spec = source_spec(params)
         with self._lock:
+            index = write_index(self, index)
             store = self._store(index)
             ordinal = store.current(str(id))
             if ordinal is None:
                 raise EngineError(f"document [{id}] not found in [{index}]", 404, "not_found")
-            return {"_index": index, "_id": str(id), "_version": store.id_version[str(id)], "found": True, "_source": store.source(ordinal)}
+            response = {"_index": index, "_id": str(id), "_version": store.id_version[str(id)], "found": True}
+            source = filter_source(store.source(ordinal), spec)
+            if source is not None:
+                response["_source"] = source
+            return response
 
     def delete(self, index: str, id: str, refresh=None, params: dict | None = None, **_transport) -> dict:
         """Delete one document; EngineError 404 when it does not exist."""
@@ -239,10 +271,10 @@ class EmbeddedClient:
         body = body or {}
         if set(body) - {"query"}:
             raise UnsupportedQueryError(f"count body key(s) {sorted(set(body) - {'query'})} are not supported by the embedded engine")
+        query = body.get("query", {"match_all": {}})
         with self._lock:
-            executor = self._executor(self._store(index))
-            query = body.get("query", {"match_all": {}})
-            return {"count": int(executor.matches(query).sum()), "_shards": _shards()}
+            count = sum(int(self._executor(self._store(name)).matches(query).sum()) for name in resolve(self, index))
+            return {"count": count, "_shards": shards()}
 
     # --- search ------------------------------------------------------------------------------------
     def _executor(self, store: IndexStore) -> Executor:
@@ -255,344 +287,115 @@ class EmbeddedClient:
         params = dict(params or {})
         params.update({k: v for k, v in kwargs.items() if k not in ("request_timeout", "headers")})
         unknown = set(body) - _SEARCH_BODY_KEYS
+        if unknown - _OPENSEARCH_SEARCH_BODY_KEYS:
+            key = sorted(unknown - _OPENSEARCH_SEARCH_BODY_KEYS)[0]
+            raise EngineError(f"Unknown key for a START_OBJECT in [{key}].", 400, "parsing_exception")
         if unknown:
             raise UnsupportedQueryError(f"search body key(s) {sorted(unknown)} are not supported by the embedded engine")
         unknown = set(params) - _SEARCH_PARAMS
         if unknown:
             raise UnsupportedQueryError(f"search parameter(s) {sorted(unknown)} are not supported by the embedded engine")
-        for key in ("size", "from", "track_total_hits", "explain", "_source"):
+        for key in ("size", "from", "track_total_hits", "explain"):
             if key in params:
-                body[key] = _param_value(params[key])
-        if "_source_excludes" in params or "_source_includes" in params:
-            body["_source"] = {"includes": _as_list(params.get("_source_includes")), "excludes": _as_list(params.get("_source_excludes"))}
-        size, from_ = _int_param(body.get("size", 10), "size"), _int_param(body.get("from", 0), "from")
-        _check_query_vectors(body.get("query"))
-        if size < 0 or from_ < 0:
-            raise EngineError("[size] and [from] must be non-negative", 400, "illegal_argument_exception")
+                body[key] = param_value(params[key])
+        if any(key in params for key in ("_source", "_source_includes", "_source_excludes")):
+            body["_source"] = source_spec(params)
+        size, from_ = int_param(body.get("size", 10), "size"), int_param(body.get("from", 0), "from")
+        check_query_vectors(body.get("query"))
+        if from_ < 0:
+            raise EngineError("[from] parameter cannot be negative", 400, "illegal_argument_exception")
+        if size < 0:
+            raise EngineError(f"[size] parameter cannot be negative, found [{size}]", 400, "illegal_argument_exception")
         query = body.get("query", {"match_all": {}})
         with self._lock:
+            names = resolve(self, index)
+            if len(names) != 1:
+                hits, total, max_score = search_many(self, names, query, body, params, from_, size)
+                return self._response(started, body, hits, total, max_score)
+            index = names[0]
             store = self._store(index)
+            window = int(store.settings.get("index.max_result_window", DEFAULT_MAX_RESULT_WINDOW))
+            if from_ + size > window:
+                raise EngineError(
+                    f"Result window is too large, from + size must be less than or equal to: [{window}] but was [{from_ + size}]. "
+                    "See the scroll api for a more efficient way to request large data sets. This limit can be set by changing "
+                    "the [index.max_result_window] index level setting.", 400, "illegal_argument_exception")
             executor = self._executor(store)
             name = next(iter(query)) if isinstance(query, dict) and len(query) == 1 else None
             explain = bool(body.get("explain", False))
             if name == "hybrid":
                 pipeline = self._pipeline_for(store, params.get("search_pipeline"))
-                hybrid_hits, total = run_hybrid(executor, query["hybrid"], pipeline, from_=from_, size=size)
+                hybrid_hits, total = run_hybrid(executor, query["hybrid"], pipeline, from_=from_, size=size, max_result_window=window)
                 page = hybrid_hits[from_ : from_ + size]
                 hits = [self._hit(store, index, h.ordinal, h.score, body.get("_source", True), explanation(h, pipeline) if explain else None) for h in page]
-                max_score = hybrid_hits[0].score if hybrid_hits else None
+                max_score = hybrid_hits[0].score if hybrid_hits else 0.0  # neural-search reports 0.0
             else:
                 if params.get("search_pipeline") is not None:
-                    self._pipeline_for(store, params["search_pipeline"])  # must exist; it only affects hybrid queries
-                ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
-                if from_ + size == 0:
-                    ranked = executor.top(query, 1)[0]
-                max_score = float(ranked.scores[0]) if len(ranked.ords) else None
-                hits = [
-                    self._hit(store, index, int(o), float(s), body.get("_source", True), _plain_explanation(name, float(s)) if explain else None)
-                    for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
-                ]
+                    self._pipeline_for(store, params["search_pipeline"], hybrid=False)  # must exist and be valid
+                if "sort" in body or "min_score" in body:
+                    hits, total, max_score = self._sorted_search(store, index, executor, query, body, from_, size)
+                else:
+                    ranked, total = executor.top(query, from_ + size, count=body.get("track_total_hits", True) is not False)
+                    if from_ + size == 0:
+                        ranked = executor.top(query, 1)[0]
+                    max_score = float(ranked.scores[0]) if len(ranked.ords) else None
+                    hits = [
+                        self._hit(store, index, int(o), float(s), body.get("_source", True), plain_explanation(name, float(s)) if explain else None)
+                        for o, s in zip(ranked.ords[from_ : from_ + size], ranked.scores[from_ : from_ + size])
+                    ]
+        return self._response(started, body, hits, total, max_score)
+
+    @staticmethod
+    def _response(started: float, body: dict, hits: list, total: int | None, max_score) -> dict:
         response_hits: dict[str, Any] = {}
-        total_field = _total(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
+        total_field = total_hits(total, body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
         if total_field is not None:
             response_hits["total"] = total_field
         response_hits["max_score"] = max_score
         response_hits["hits"] = hits
-        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": _shards(), "hits": response_hits}
+        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "_shards": shards(), "hits": response_hits}
 
-    def _pipeline_for(self, store: IndexStore, name: str | None):
+    def _sorted_search(self, store: IndexStore, index: str, executor: Executor, query, body: dict, from_: int, size: int):
+        """Hits with `min_score` and/or `sort` applied: (hits, total, max_score). Sorting by a field
+        leaves `_score` null (and max_score null) unless `track_scores` or a `_score` key asks for it."""
+        scored = executor.scored(query)
+        ords, scores = scored.ords, scored.scores
+        if body.get("min_score") is not None:
+            keep = scores >= np.float32(float(body["min_score"]))
+            ords, scores = ords[keep], scores[keep]
+        keys = parse_sort(body.get("sort", "_score"))
+        ords, scores, sort_values = sort_hits(store, ords, scores, keys)
+        with_scores = any(k.field == "_score" for k in keys) or bool(body.get("track_scores"))
+        hits = []
+        for i in range(from_, min(from_ + size, len(ords))):
+            hit = self._hit(store, index, int(ords[i]), float(scores[i]) if with_scores else None, body.get("_source", True), None)
+            if "sort" in body:
+                hit["sort"] = sort_values[i]
+            hits.append(hit)
+        # search/400_max_score.yml: max_score only when tracking scores or sorting by _score desc first
+        tracked = bool(body.get("track_scores")) or (keys[0].field == "_score" and keys[0].descending)
+        max_score = float(scores.max()) if tracked and len(scores) else None
+        return hits, len(ords), max_score
+
+    def _pipeline_for(self, store: IndexStore, name: str | None, *, hybrid: bool = True):
         name = name or store.settings.get("index.search.default_pipeline")
-        if name in (None, "_none"):
+        pipeline = None
+        if name not in (None, "_none"):
+            pipelines = self._read_registry("pipelines")
+            if name not in pipelines:
+                raise EngineError(f"Pipeline {name} is not defined", 404, "resource_not_found_exception")
+            pipeline = parse_pipeline(name, pipelines[name])
+        if hybrid and (pipeline is None or not pipeline.phase):
             raise EngineError("a hybrid query needs a search pipeline with a normalization-processor or score-ranker-processor "
                               "(params={'search_pipeline': NAME} or index.search.default_pipeline)", 400, "illegal_argument_exception")
-        pipelines = self._read_registry("pipelines")
-        if name not in pipelines:
-            raise EngineError(f"Pipeline {name} is not defined", 404, "resource_not_found_exception")
-        return parse_pipeline(name, pipelines[name])
+        return pipeline
 
     def _hit(self, store: IndexStore, index: str, ordinal: int, score: float, source_spec, explanation_body) -> dict:
         hit = {"_index": index, "_id": store.ids[ordinal], "_score": score}
-        wanted_vectors = [p for p in store.vector_fields if filter_source(_nested(p), source_spec)]
+        wanted_vectors = [p for p in store.vector_fields if filter_source(nested_probe(p), source_spec)]
         source = filter_source(store.source(ordinal, wanted_vectors), source_spec)
         if source is not None:
             hit["_source"] = source
         if explanation_body is not None:
             hit["_explanation"] = explanation_body
         return hit
-
-
-def _nested(path: str) -> dict:
-    """{"a": {"b": 0}} for "a.b": a probe document for _source filtering."""
-    node: dict = {}
-    root = node
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = 0
-    return root
-
-
-def _plain_explanation(clause: str | None, score: float) -> dict:
-    return {"value": score, "description": f"score of [{clause}] query (embedded engine)", "details": []}
-
-
-def _param_value(value):
-    if isinstance(value, str):
-        if value in ("true", "false"):
-            return value == "true"
-        if value.lstrip("-").isdigit():
-            return int(value)
-    return value
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v]
-    return list(value)
-
-
-def _total(total: int | None, track) -> dict | None:
-    if track is False or total is None:
-        return None
-    if track is True:
-        return {"value": total, "relation": "eq"}
-    limit = int(track)
-    if total > limit:
-        return {"value": limit, "relation": "gte"}
-    return {"value": total, "relation": "eq"}
-
-
-def filter_source(source: dict, spec) -> dict | None:
-    """Apply a `_source` spec (bool, pattern, list, or {includes, excludes}) to a document."""
-    if spec is False:
-        return None
-    if spec is True or spec is None:
-        return source
-    if isinstance(spec, (str, list)):
-        includes, excludes = _as_list(spec), []
-    elif isinstance(spec, dict):
-        unknown = set(spec) - {"includes", "excludes", "include", "exclude"}
-        if unknown:
-            raise EngineError(f"unknown _source key(s) {sorted(unknown)}", 400, "parsing_exception")
-        includes = _as_list(spec.get("includes", spec.get("include")))
-        excludes = _as_list(spec.get("excludes", spec.get("exclude")))
-    else:
-        raise EngineError(f"malformed _source {spec!r}", 400, "parsing_exception")
-
-    def keep(path: str, is_object: bool) -> bool | None:
-        if any(fnmatch.fnmatchcase(path, p) for p in excludes):
-            return False
-        if not includes or any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p + ".*") for p in includes):
-            return True
-        if is_object and any(p.startswith(path + ".") or fnmatch.fnmatchcase(path + ".x", p.split(".")[0] + ".*") for p in includes):
-            return None  # descend
-        return False
-
-    def walk(node: dict, prefix: str) -> dict:
-        out = {}
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            decision = keep(path, isinstance(value, dict))
-            if decision is None and isinstance(value, dict):
-                sub = walk(value, path + ".")
-                if sub:
-                    out[key] = sub
-            elif decision:
-                out[key] = walk_excludes(value, path + ".") if isinstance(value, dict) and excludes else value
-        return out
-
-    def walk_excludes(node: dict, prefix: str) -> dict:
-        return {
-            k: (walk_excludes(v, f"{prefix}{k}.") if isinstance(v, dict) else v)
-            for k, v in node.items()
-            if not any(fnmatch.fnmatchcase(f"{prefix}{k}", p) for p in excludes)
-        }
-
-    return walk(source, "")
-
-
-def _id_problem(doc_id: str) -> str | None:
-    """OpenSearch's checks of a document id (IndexRequest.validate): not empty, at most 512 UTF-8 bytes."""
-    if not doc_id:
-        return "if _id is specified it must not be empty"
-    try:
-        size = len(doc_id.encode("utf-8"))
-    except UnicodeEncodeError:
-        return f"id [{_printable(doc_id)}] is not valid Unicode text"
-    if size > 512:
-        return f"id [{doc_id[:64]}...] is too long, must be no longer than 512 bytes but was: {size}"
-    return None
-
-
-def _int_param(value, name: str) -> int:
-    """An integer request parameter (as OpenSearch, "10" is accepted); 400 otherwise."""
-    try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        return int(value)
-    except (TypeError, ValueError):
-        raise EngineError(f"failed to parse [{name}]: {value!r} is not an integer", 400, "illegal_argument_exception") from None
-
-
-def _check_query_vectors(query) -> None:
-    """k-NN refuses a query vector with NaN or Infinity (instead of silently matching nothing)."""
-    if isinstance(query, dict):
-        for key, value in query.items():
-            if key == "vector" and isinstance(value, list):
-                try:
-                    finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
-                except (TypeError, ValueError):
-                    continue  # not numbers: the knn clause reports it
-                if not finite:
-                    raise EngineError("[knn] query vector values cannot be NaN or Infinity", 400, "illegal_argument_exception")
-            else:
-                _check_query_vectors(value)
-    elif isinstance(query, list):
-        for item in query:
-            _check_query_vectors(item)
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _check_unicode(record: dict) -> None:
-    """A document whose text has a lone surrogate cannot be stored as UTF-8: refuse that item only."""
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
-                          400, "mapper_parsing_exception") from None
-
-
-def _item_error(op: str, index: str | None, doc_id, status: int, error_type: str, reason: str) -> dict:
-    return {op: {"_index": index, "_id": doc_id, "status": status, "error": {"type": error_type, "reason": reason}}}
-
-
-def _parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
-    """(op, metadata, source) from a bulk body: a list of dicts/strings or an NDJSON string/bytes."""
-    if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8")
-    if isinstance(body, str):
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-    else:
-        lines = [json.loads(line) if isinstance(line, (str, bytes)) else line for line in body]
-    i = 0
-    while i < len(lines):
-        action = lines[i]
-        if not isinstance(action, dict) or len(action) != 1:
-            raise EngineError(f"Malformed action/metadata line [{i + 1}]", 400, "illegal_argument_exception")
-        (op, meta), = action.items()
-        if op == "update":
-            raise UnsupportedQueryError("bulk action [update] is not supported by the embedded engine; use index")
-        if op not in ("index", "create", "delete"):
-            raise EngineError(f"Malformed action/metadata line [{i + 1}], unknown action [{op}]", 400, "illegal_argument_exception")
-        unknown = set(meta or {}) - {"_index", "_id", "routing", "pipeline"}
-        if unknown or (meta or {}).get("pipeline"):
-            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if (meta or {}).get('pipeline') else set()))} not supported by the embedded engine")
-        if op == "delete":
-            yield op, dict(meta or {}), None
-            i += 1
-        else:
-            if i + 1 >= len(lines):
-                raise EngineError(f"bulk action [{op}] on line [{i + 1}] has no document", 400, "illegal_argument_exception")
-            yield op, dict(meta or {}), lines[i + 1]
-            i += 2
-
-
-class _Indices:
-    """`client.indices`: create / delete / exists / refresh / put_index_template / get_mapping."""
-
-    def __init__(self, client: EmbeddedClient):
-        self._client = client
-
-    def create(self, index: str, body: dict | None = None, params: dict | None = None, **_transport) -> dict:
-        if not _INDEX_NAME.match(index or "") or index != index.lower() or len(index.encode()) > 255:
-            raise EngineError(f"Invalid index name [{index}]", 400, "invalid_index_name_exception")
-        with self._client._lock:
-            folder = self._client.root / index
-            if folder.exists():
-                raise EngineError(f"index [{index}] already exists", 400, "resource_already_exists_exception")
-            settings, mappings = resolve_index_body(index, body, self._client._read_registry("templates"))
-            try:
-                IndexStore(folder, settings=settings, mappings=mappings).close()
-            except Exception:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-        return {"acknowledged": True, "shards_acknowledged": True, "index": index}
-
-    def delete(self, index: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            folder = self._client.root / index
-            if not (folder / "manifest.json").exists():
-                raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
-            self._client._forget(index)
-            trash = folder.with_name(f".deleted-{index}-{uuid.uuid4().hex[:8]}")
-            folder.rename(trash)  # atomic: the index disappears at once
-            shutil.rmtree(trash, ignore_errors=True)
-        return {"acknowledged": True}
-
-    def exists(self, index: str, params: dict | None = None, **_transport) -> bool:
-        return (self._client.root / index / "manifest.json").exists()
-
-    def refresh(self, index: str | None = None, params: dict | None = None, **_transport) -> dict:
-        """Writes are visible on return already; this also builds/extends HNSW graphs above the threshold."""
-        with self._client._lock:
-            names = [index] if index else [p.name for p in self._client.root.iterdir() if (p / "manifest.json").exists()]
-            for name in names:
-                store = self._client._store(name)
-                if store.n_ords >= self._client.hnsw_threshold:
-                    for field in store.vector_fields.values():
-                        field.ensure_hnsw(store.n_ords)
-        return {"_shards": _shards()}
-
-    def put_index_template(self, name: str, body: dict, params: dict | None = None, **_transport) -> dict:
-        if not isinstance(body, dict) or not body.get("index_patterns"):
-            raise EngineError("index template must have [index_patterns]", 400, "action_request_validation_exception")
-        unknown = set(body) - {"index_patterns", "template", "priority", "version", "_meta", "composed_of", "data_stream"}
-        if unknown or body.get("composed_of") or body.get("data_stream"):
-            raise UnsupportedQueryError(f"index template key(s) {sorted(unknown | {'composed_of', 'data_stream'} & set(body))} not supported by the embedded engine")
-        with self._client._lock:
-            templates = self._client._read_registry("templates")
-            templates[name] = copy.deepcopy(body)
-            self._client._write_registry("templates", templates)
-        return {"acknowledged": True}
-
-    def get_mapping(self, index: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            store = self._client._store(index)
-            return {index: {"mappings": copy.deepcopy(store.mapping.raw)}}
-
-
-class _SearchPipelines:
-    """`client.search_pipeline`: put / get / delete (validated when stored)."""
-
-    def __init__(self, client: EmbeddedClient):
-        self._client = client
-
-    def put(self, id: str, body: dict, params: dict | None = None, **_transport) -> dict:
-        parse_pipeline(id, body)
-        with self._client._lock:
-            pipelines = self._client._read_registry("pipelines")
-            pipelines[id] = copy.deepcopy(body)
-            self._client._write_registry("pipelines", pipelines)
-        return {"acknowledged": True}
-
-    def get(self, id: str | None = None, params: dict | None = None, **_transport) -> dict:
-        pipelines = self._client._read_registry("pipelines")
-        if id is None:
-            return pipelines
-        if id not in pipelines:
-            raise EngineError(f"Pipeline {id} is not defined", 404, "resource_not_found_exception")
-        return {id: pipelines[id]}
-
-    def delete(self, id: str, params: dict | None = None, **_transport) -> dict:
-        with self._client._lock:
-            pipelines = self._client._read_registry("pipelines")
-            if id not in pipelines:
-                raise EngineError(f"Pipeline {id} is not defined", 404, "resource_not_found_exception")
-            del pipelines[id]
-            self._client._write_registry("pipelines", pipelines)
-        return {"acknowledged": True}

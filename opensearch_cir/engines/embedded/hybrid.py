@@ -30,10 +30,61 @@ class Pipeline:
     weights: list[float] | None
     rank_constant: int = 60
     explain_processor: bool = False
+    phase: bool = True  # False: a pipeline without a phase results processor
+
+
+NORMALIZATION_TECHNIQUES = ("min_max", "l2", "z_score")
+COMBINATION_TECHNIQUES = ("arithmetic_mean", "geometric_mean", "harmonic_mean")
+WEIGHTS_SUM_DELTA = 0.01  # neural-search ScoreCombinationUtil.DELTA_FOR_WEIGHTS_ASSERTION
+
+
+def _invalid(message: str) -> EngineError:
+    return EngineError(message, 400, "illegal_argument_exception")
+
+
+def _weights(parameters: dict) -> list[float] | None:
+    """Validated `weights` (neural-search ScoreCombinationUtil): numbers in [0, 1] summing to 1."""
+    unknown = set(parameters) - {"weights"}
+    if unknown:
+        raise _invalid("provided parameter for combination technique is not supported. supported parameters are [weights]")
+    if "weights" not in parameters:
+        return None
+    weights = parameters["weights"]
+    if not isinstance(weights, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+        raise _invalid("parameter [weights] must be a collection of numbers")
+    if any(not 0.0 <= w <= 1.0 for w in weights):
+        raise _invalid(f"all weights must be in range [0.0 ... 1.0], submitted weights: {weights}")
+    if abs(sum(weights) - 1.0) > WEIGHTS_SUM_DELTA:
+        raise _invalid(f"sum of weights for combination must be equal to 1.0, submitted weights: {weights}")
+    return [float(w) for w in weights]
+
+
+def _rank_constant(combination: dict) -> int:
+    value = combination.get("rank_constant", 60)
+    try:
+        value = int(str(value))
+    except ValueError:
+        raise _invalid("parameter [rank_constant] must be an integer") from None
+    if not 1 <= value <= 10_000:
+        raise _invalid(f"rank constant must be in the interval between 1 and 10000, submitted rank constant: {value}")
+    return value
+
+
+def _check_normalization(technique: str, parameters: dict) -> None:
+    if technique not in NORMALIZATION_TECHNIQUES:
+        raise _invalid("provided normalization technique is not supported")
+    bounds = parameters.get("lower_bounds") or parameters.get("upper_bounds") or [{}]
+    try:  # a dry run over one dummy list per bound validates parameters and bounds
+        normalize(technique, [np.array([1.0, 0.5], dtype=np.float32)] * len(bounds), parameters or None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise _invalid(str(exc)) from None
 
 
 def parse_pipeline(pipeline_id: str, body: dict) -> Pipeline:
-    """Validate a search pipeline body; raise on any processor the embedded engine cannot run."""
+    """Validate a search pipeline body as neural-search's processor factories do (400
+    illegal_argument_exception); raise UnsupportedQueryError on processors the engine cannot run."""
+    if not isinstance(body, dict):
+        raise EngineError(f"search pipeline [{pipeline_id}]: body must be an object", 400, "parse_exception")
     unknown = set(body) - {"description", "phase_results_processors", "response_processors", "request_processors", "version"}
     if unknown:
         raise EngineError(f"search pipeline [{pipeline_id}]: unknown key(s) {sorted(unknown)}", 400, "parse_exception")
@@ -46,31 +97,33 @@ def parse_pipeline(pipeline_id: str, body: dict) -> Pipeline:
             raise UnsupportedQueryError(f"search pipeline [{pipeline_id}]: response processor [{name}] is not supported by the embedded engine")
         explain = True
     phase = body.get("phase_results_processors", [])
-    if len(phase) != 1:
-        raise UnsupportedQueryError(f"search pipeline [{pipeline_id}]: exactly one phase results processor is supported, got {len(phase)}")
+    if len(phase) > 1:
+        raise UnsupportedQueryError(f"search pipeline [{pipeline_id}]: at most one phase results processor is supported, got {len(phase)}")
+    if not phase:
+        return Pipeline("min_max", {}, "arithmetic_mean", None, 60, explain, phase=False)
     (name, config), = phase[0].items()
     if name not in PHASE_PROCESSORS:
         raise UnsupportedQueryError(f"search pipeline [{pipeline_id}]: processor [{name}] is not supported by the embedded engine")
     extra = set(config) - {"normalization", "combination", "tag", "description", "ignore_failure"}
     if extra:
         raise EngineError(f"processor [{name}] doesn't support parameter(s) {sorted(extra)}", 400, "parse_exception")
-    combination = config.get("combination", {})
+    combination = config.get("combination", {}) or {}
     parameters = combination.get("parameters", {}) or {}
-    if set(parameters) - {"weights"}:
-        raise EngineError(f"unsupported combination parameter(s) {sorted(set(parameters) - {'weights'})}", 400, "illegal_argument_exception")
     if name == "score-ranker-processor":
         technique = combination.get("technique", "rrf")
         if technique != "rrf" or "normalization" in config:
-            raise EngineError(f"score-ranker-processor supports only the rrf technique, got [{technique}]", 400, "illegal_argument_exception")
-        return Pipeline(None, {}, "rrf", parameters.get("weights"), int(combination.get("rank_constant", 60)), explain)
-    normalization = config.get("normalization", {})
+            raise _invalid(f"score-ranker-processor supports only the rrf technique, got [{technique}]")
+        return Pipeline(None, {}, "rrf", _weights(parameters), _rank_constant(combination), explain)
+    normalization = config.get("normalization", {}) or {}
     technique = normalization.get("technique", "min_max")
     combination_technique = combination.get("technique", "arithmetic_mean")
+    if combination_technique not in COMBINATION_TECHNIQUES:
+        raise _invalid("provided combination technique is not supported")
+    norm_parameters = normalization.get("parameters", {}) or {}
+    _check_normalization(technique, norm_parameters)
     if technique == "z_score" and combination_technique != "arithmetic_mean":
-        raise EngineError("z_score needs combination technique [arithmetic_mean]", 400, "illegal_argument_exception")
-    if technique == "rrf" or combination_technique == "rrf":
-        raise EngineError("rrf belongs in a score-ranker-processor", 400, "illegal_argument_exception")
-    return Pipeline(technique, normalization.get("parameters", {}) or {}, combination_technique, parameters.get("weights"), 60, explain)
+        raise _invalid("z_score needs combination technique [arithmetic_mean]")
+    return Pipeline(technique, norm_parameters, combination_technique, _weights(parameters), 60, explain)
 
 
 @dataclass
@@ -94,8 +147,9 @@ def _push_filter(query: dict, filter_clause: dict | None) -> dict:
     return {"bool": {"must": [query], "filter": [filter_clause]}}
 
 
-def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int) -> tuple[list[HybridHit], int]:
-    """All combined hits (best first) and the total (documents returned by any sub-query)."""
+def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int, max_result_window: int = 10_000) -> tuple[list[HybridHit], int]:
+    """All combined hits (best first, the top `pagination_depth` of each sub-query) and the total
+    (every document any sub-query matches)."""
     if not isinstance(hybrid, dict):
         raise EngineError("[hybrid] query malformed", 400, "parsing_exception")
     extra = set(hybrid) - {"queries", "pagination_depth", "filter", "boost", "_name"}
@@ -112,11 +166,14 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
             raise EngineError("pagination_depth is missing in the search request", 400, "illegal_argument_exception")
         depth = from_ + size
     depth = int(depth)
-    if not 1 <= depth <= 10_000:
-        raise EngineError("pagination_depth should be in the range of 1 to 10000", 400, "illegal_argument_exception")
-    if from_ >= depth:
-        raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
-    lists = [executor.top(_push_filter(q, hybrid.get("filter")), depth, count=False)[0] for q in queries]
+    if depth < 0:  # HybridQueryBuilder / HybridQuery validation
+        raise _invalid("pagination_depth should be greater than 0")
+    if depth == 0:
+        raise _invalid("pagination_depth must not be zero")
+    if depth > max_result_window:
+        raise _invalid("pagination_depth should be less than or equal to index.max_result_window setting")
+    sub_queries = [_push_filter(q, hybrid.get("filter")) for q in queries]
+    lists = [executor.top(q, depth, count=False)[0] for q in sub_queries]
     n_sub = len(lists)
     if pipeline.weights is not None and len(pipeline.weights) != n_sub:
         raise EngineError(f"number of weights [{len(pipeline.weights)}] must match number of sub-queries [{n_sub}] in hybrid query", 400, "illegal_argument_exception")
@@ -143,7 +200,18 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
         raise EngineError(str(exc), 400, "illegal_argument_exception") from None
     order = np.lexsort((all_ords, -combined))
     hits = [HybridHit(int(all_ords[i]), float(combined[i]), raw[i], norm[i]) for i in order]
-    return hits, len(all_ords)
+    if from_ > len(hits):  # neural-search NormalizationProcessorWorkflow
+        raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
+    return hits, _total_matches(executor, sub_queries)
+
+
+def _total_matches(executor: Executor, sub_queries: list[dict]) -> int:
+    """`hits.total` of a hybrid query: every document some sub-query matches (a knn sub-query
+    matches its k results), not only those within pagination_depth."""
+    matched = np.zeros(executor.n, dtype=bool)
+    for query in sub_queries:
+        matched |= executor.matches(query)
+    return int(matched.sum())
 
 
 def explanation(hit: HybridHit, pipeline: Pipeline) -> dict:

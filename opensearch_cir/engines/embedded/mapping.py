@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import EngineError, UnsupportedQueryError
+from .dates import check_format, looks_like_date
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 INTEGER_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
-LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector"}
+LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector", "date"}
+# Types whose values live in the numeric column (dates as epoch milliseconds).
+COLUMN_NUMBER_TYPES = NUMERIC_TYPES | {"date"}
 KNN_SPACE_TYPES = {"l2", "cosinesimil", "innerproduct", "hamming"}
 MAX_KNN_DIMENSION = 16_000
 
@@ -53,15 +55,29 @@ def resolve_index_body(index: str, body: dict | None, templates: dict[str, dict]
     unknown = set(body) - {"settings", "mappings", "aliases"}
     if unknown:
         raise EngineError(f"unknown key(s) {sorted(unknown)} in index creation body", 400, "parse_exception")
-    if body.get("aliases"):
-        raise UnsupportedQueryError("index aliases are not supported by the embedded engine")
     matching = [
         t for t in templates.values() if any(fnmatch.fnmatchcase(index, p) for p in _as_list(t.get("index_patterns")))
     ]
     template = max(matching, key=lambda t: t.get("priority", 0))["template"] if matching else {}
+    if template.get("aliases"):
+        raise UnsupportedQueryError("aliases in index templates are not supported by the embedded engine")
     settings = _merge(flatten_settings(template.get("settings")), flatten_settings(body.get("settings")))
     mappings = _merge(template.get("mappings", {}), body.get("mappings", {}))
     return settings, mappings
+
+
+def _expand_dots(properties: dict) -> dict:
+    """{"a.b": spec} -> {"a": {"properties": {"b": spec}}}; an empty name is a 400."""
+    out: dict = {}
+    for name, spec in properties.items():
+        if not name or any(not part for part in name.split(".")):
+            raise EngineError(f"field name cannot be an empty string (in [{name}])", 400, "illegal_argument_exception")
+        parts = name.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {"properties": {}}).setdefault("properties", {})
+        node[parts[-1]] = spec
+    return out
 
 
 def _as_list(value) -> list:
@@ -97,8 +113,6 @@ class Mapping:
         self.multi_fields: dict[str, list[str]] = {}
         self.objects: dict[str, dict] = {"": self.raw}
         unsupported = set(self.raw) - {"properties", "dynamic", "dynamic_templates", "_meta", "_source", "date_detection"}
-        if self.raw.get("date_detection") is True:  # this engine never detects dates (a cluster does by default)
-            unsupported.add("date_detection: true")
         if unsupported:
             raise UnsupportedQueryError(f"mapping parameter(s) {sorted(unsupported)} are not supported by the embedded engine")
         if self.raw.get("_source") not in (None, {"enabled": True}):
@@ -121,6 +135,8 @@ class Mapping:
         params = {k: v for k, v in spec.items() if k not in ("type", "fields")}
         if kind == "knn_vector":
             self._check_knn(path, params)
+        if kind == "date":
+            check_format(path, params.get("format"))
         if kind == "text":
             analyzer = params.get("analyzer", "standard")
             if params.get("search_analyzer", analyzer) != analyzer:
@@ -132,7 +148,9 @@ class Mapping:
 
     def _check_knn(self, path: str, params: dict) -> None:
         dim = params.get("dimension")
-        if not isinstance(dim, int) or not 1 <= dim <= MAX_KNN_DIMENSION:
+        if isinstance(dim, str) and dim.strip().isdigit():  # OpenSearch parses "4" as 4
+            dim = params["dimension"] = int(dim)
+        if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_KNN_DIMENSION:
             raise EngineError(f"[{path}] knn_vector dimension must be 1..{MAX_KNN_DIMENSION}", 400, "mapper_parsing_exception")
         space = params.get("space_type") or params.get("method", {}).get("space_type") or "l2"
         if space not in KNN_SPACE_TYPES:
@@ -145,6 +163,58 @@ class Mapping:
         method = params.get("method", {})
         if method and (method.get("name", "hnsw") != "hnsw" or method.get("engine", "faiss") not in ("faiss", "lucene")):
             raise UnsupportedQueryError(f"knn method {method} on [{path}] is not supported by the embedded engine")
+
+    def merge(self, body: dict) -> None:
+        """Apply a put_mapping body: new fields and objects are added; an existing field keeps its
+        type (400 otherwise) and may gain new sub-fields."""
+        if "_doc" in body:
+            raise EngineError("Types cannot be provided in put mapping requests", 400, "illegal_argument_exception")
+        unknown = set(body) - {"properties", "dynamic", "_meta"}
+        if unknown:
+            raise UnsupportedQueryError(f"put_mapping key(s) {sorted(unknown)} are not supported by the embedded engine")
+        for key in ("dynamic", "_meta"):
+            if key in body:
+                self.raw[key] = copy.deepcopy(body[key])
+        self._merge_properties(body.get("properties", {}), "")
+
+    def _merge_properties(self, properties: dict, prefix: str) -> None:
+        for name, spec in _expand_dots(properties).items():
+            path = f"{prefix}{name}"
+            kind = spec.get("type", "object" if "properties" in spec else None)
+            if kind == "object":
+                if path in self.fields:
+                    raise EngineError(f"can't merge a non object mapping [{path}] with an object mapping", 400, "illegal_argument_exception")
+                if path not in self.objects:
+                    self.objects[path] = {"type": "object"}
+                    self._record_in_raw(path, {"type": "object", "properties": {}})
+                self._merge_properties(spec.get("properties", {}), path + ".")
+                continue
+            existing = self.fields.get(path)
+            if existing is None:
+                self._add_leaf(path, kind, spec)
+                self._record_in_raw(path, spec)
+                continue
+            if existing.type != kind:
+                raise EngineError(f"mapper [{path}] cannot be changed from type [{existing.type}] to [{kind}]", 400, "illegal_argument_exception")
+            changed = {k for k in set(spec) | set(existing.params) if k not in ("type", "fields", "meta") and spec.get(k) != existing.params.get(k)}
+            if changed:
+                raise EngineError(f"Mapper for [{path}] conflicts with existing mapper: cannot update parameter(s) {sorted(changed)}", 400, "illegal_argument_exception")
+            if "meta" in spec:  # per-field metadata is replaced
+                existing.params["meta"] = copy.deepcopy(spec["meta"])
+                self._raw_node(path)["meta"] = copy.deepcopy(spec["meta"])
+            for sub, sub_spec in spec.get("fields", {}).items():
+                if f"{path}.{sub}" not in self.fields:
+                    self._add_leaf(f"{path}.{sub}", sub_spec.get("type"), sub_spec)
+                    self.multi_fields.setdefault(path, []).append(f"{path}.{sub}")
+                    node = self._raw_node(path)
+                    node.setdefault("fields", {})[sub] = copy.deepcopy(sub_spec)
+
+    def _raw_node(self, path: str) -> dict:
+        node = self.raw["properties"]
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[part]["properties"]
+        return node[parts[-1]]
 
     # --- dynamic mapping -------------------------------------------------------------------------
     def dynamic_for(self, path: str) -> str:
@@ -168,8 +238,7 @@ class Mapping:
     def map_new_field(self, path: str, value: Any) -> FieldSpec | None:
         """Map an unseen leaf field like OpenSearch's dynamic mapping; returns None when not indexed.
 
-        Unmatched strings become `keyword` (OpenSearch would make `text` + `.keyword`: a documented
-        deviation, since the text index schema is fixed when the index is created).
+        Unmatched strings become `text` with a `keyword` sub-field (ignore_above 256), as in OpenSearch.
         """
         if not self._dynamic_allows(path):
             return None
@@ -177,6 +246,7 @@ class Mapping:
             "boolean" if isinstance(value, bool)
             else "long" if isinstance(value, int)
             else "double" if isinstance(value, float)
+            else "date" if isinstance(value, str) and self.raw.get("date_detection", True) is not False and looks_like_date(value)
             else "string"
         )
         for entry in self.raw.get("dynamic_templates", []):
@@ -190,7 +260,11 @@ class Mapping:
             spec = dict(rule["mapping"])
             break
         else:
-            spec = {"type": {"string": "keyword", "boolean": "boolean", "long": "long", "double": "float"}[match_type]}
+            spec = (
+                {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+                if match_type == "string"
+                else {"type": {"boolean": "boolean", "long": "long", "double": "float", "date": "date"}[match_type]}
+            )
         self._add_leaf(path, spec["type"], spec)
         self._record_in_raw(path, spec)
         return self.fields[path]
@@ -215,68 +289,3 @@ class Mapping:
 
     def vector_fields(self) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.type == "knn_vector"]
-
-
-# --- analyzers -----------------------------------------------------------------------------------
-_NEGATED_CLASS = re.compile(r"^\[\^(.+)\]\+?$")
-
-
-@dataclass(frozen=True)
-class AnalyzerSpec:
-    """A tantivy-reproducible analyzer: a regex tokenizer over the token pattern plus filters."""
-
-    token_pattern: str
-    filters: tuple[str, ...]
-
-    def build(self):
-        import tantivy
-
-        builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(self.token_pattern))
-        for name in self.filters:
-            if name == "lowercase":
-                builder = builder.filter(tantivy.Filter.lowercase())
-            elif name == "asciifolding":
-                builder = builder.filter(tantivy.Filter.ascii_fold())
-            elif name == "english_snowball":
-                builder = builder.filter(tantivy.Filter.stemmer("english"))
-        return builder.build()
-
-
-def analyzer_spec(name: str, settings: dict) -> AnalyzerSpec:
-    """The tantivy equivalent of analyzer `name` in the index `analysis` settings.
-
-    Supported exactly: a `custom` analyzer whose tokenizer is a `pattern` tokenizer splitting on a
-    negated character class (`[^X]+`, reproduced as tokens matching `[X]+`), followed by
-    `lowercase`, `asciifolding` and `snowball`/`stemmer` English (Porter2) filters. Anything else
-    (the `standard` analyzer included: UAX#29 cannot be reproduced token for token) raises
-    UnsupportedQueryError.
-    """
-    analysis = settings.get("index.analysis", {})
-    spec = analysis.get("analyzer", {}).get(name)
-    if spec is None:
-        raise UnsupportedQueryError(
-            f"analyzer [{name}] cannot be reproduced by the embedded engine; define a custom analyzer with a "
-            "pattern tokenizer in the index settings (see index_templates/cir-index-template.json)"
-        )
-    if spec.get("type", "custom") != "custom" or spec.get("char_filter"):
-        raise UnsupportedQueryError(f"analyzer [{name}]: only custom analyzers without char_filter are supported")
-    tokenizer = analysis.get("tokenizer", {}).get(spec.get("tokenizer"))
-    if not tokenizer or tokenizer.get("type") != "pattern" or tokenizer.get("group", -1) != -1 or tokenizer.get("flags"):
-        raise UnsupportedQueryError(f"analyzer [{name}]: tokenizer {spec.get('tokenizer')!r} is not a supported pattern tokenizer")
-    negated = _NEGATED_CLASS.match(tokenizer.get("pattern", r"\W+"))
-    if not negated:
-        raise UnsupportedQueryError(
-            f"analyzer [{name}]: pattern {tokenizer.get('pattern')!r} must be a negated character class like [^\\p{{L}}\\p{{N}}]+"
-        )
-    filters = []
-    for filter_name in spec.get("filter", []):
-        definition = analysis.get("filter", {}).get(filter_name, {"type": filter_name})
-        kind = definition.get("type")
-        language = str(definition.get("language", definition.get("name", ""))).lower()
-        if kind in ("lowercase", "asciifolding") and len(definition) == 1:
-            filters.append(kind)
-        elif (kind == "snowball" and language == "english") or (kind == "stemmer" and language == "porter2"):
-            filters.append("english_snowball")
-        else:
-            raise UnsupportedQueryError(f"analyzer [{name}]: token filter {filter_name!r} ({definition}) is not supported")
-    return AnalyzerSpec(f"[{negated.group(1)}]+", tuple(filters))

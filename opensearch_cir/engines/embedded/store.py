@@ -36,10 +36,15 @@ from typing import Any
 import numpy as np
 
 from ...errors import EngineError
-from .mapping import FieldSpec, Mapping, analyzer_spec
+from .analysis import build_analyzer
+from .dates import to_millis
+from .mapping import FieldSpec, Mapping
 from .vectors import VectorField
 
 ORD_FIELD = "_ord"
+# Text is analysed in Python (analysis/); tantivy receives the tokens joined by this character and
+# only splits them apart again.
+TOKEN_SEPARATOR = "\x00"
 WRITE_LOCK_TIMEOUT_S = 10.0
 SNAPSHOT_MIN_BYTES = 16 * 2**20  # write a snapshot once the log grew this much (and by 25 %)
 
@@ -75,19 +80,34 @@ def tantivy_name(path: str) -> str:
 
 
 class Column:
-    """Values of one indexed leaf field, by document ordinal (ordinals appended in order)."""
+    """Values of one indexed leaf field, by document ordinal (ordinals appended in order).
 
-    def __init__(self, spec: FieldSpec):
+    A text field mapped after the index was created (dynamic mapping) has no tantivy field; it is
+    indexed here instead: `postings` maps each token to one ordinal per occurrence and
+    `num_ords`/`num_vals` hold each document's token count (its field length)."""
+
+    def __init__(self, spec: FieldSpec, analyzer=None):
         self.spec = spec
+        self.analyzer = analyzer
         self.present = array("q")
-        self.postings: dict[Any, array] = {}  # keyword / boolean value -> ordinals
+        self.postings: dict[Any, array] = {}  # keyword / boolean value (or token) -> ordinals
         self.num_ords = array("q")
         self.num_vals = array("d")
 
     def add(self, ordinal: int, values: list) -> None:
         if not values:
             return
+        if self.analyzer is not None:
+            tokens = [t for value in values for t in self.analyzer(value)]
+            if not tokens:
+                return
+            for token in tokens:
+                self.postings.setdefault(token, array("q")).append(ordinal)
+            self.num_ords.append(ordinal)
+            self.num_vals.append(len(tokens))
         self.present.append(ordinal)
+        if self.analyzer is not None:
+            return
         if self.spec.type in ("keyword", "boolean"):
             for value in values:
                 self.postings.setdefault(value, array("q")).append(ordinal)
@@ -136,12 +156,14 @@ class IndexStore:
     def _create(self, settings: dict, mappings: dict) -> None:
         mapping = Mapping(mappings, settings)  # validates before anything is written
         for spec in mapping.text_fields():
-            analyzer_spec(spec.params.get("analyzer", "standard"), settings)
+            build_analyzer(spec.params.get("analyzer", "standard"), settings)
         self.folder.mkdir(parents=True)
         (self.folder / "vectors").mkdir()
         (self.folder / "text").mkdir()
         (self.folder / "docs.log").touch()
-        atomic_write_json(self.folder / "meta.json", {"settings": settings, "mappings": mapping.raw, "version": 0})
+        self.tantivy_fields = [spec.path for spec in mapping.text_fields()]
+        self.settings, self.mapping, self.meta_version = settings, mapping, 0
+        atomic_write_json(self.folder / "meta.json", self._meta_body())
         self._open_text_index(mapping, create=True)
         atomic_write_json(self.folder / "manifest.json", self._manifest_body(0, 0, 0, 0, {"generation": 0, "log_bytes": 0, "n_ords": 0}))
 
@@ -149,11 +171,22 @@ class IndexStore:
     def _manifest_body(generation, log_bytes, n_ords, meta_version, text_state) -> dict:
         return {"generation": generation, "log_bytes": log_bytes, "n_ords": n_ords, "meta_version": meta_version, "text": text_state}
 
+    def _meta_body(self) -> dict:
+        return {"settings": self.settings, "mappings": self.mapping.raw, "version": self.meta_version, "tantivy_text_fields": self.tantivy_fields}
+
     def _load_meta(self) -> None:
         meta = read_json(self.folder / "meta.json")
         self.settings = meta["settings"]
         self.mapping = Mapping(meta["mappings"], self.settings)
         self.meta_version = meta["version"]
+        if "tantivy_text_fields" in meta:
+            self.tantivy_fields = meta["tantivy_text_fields"]
+        elif not hasattr(self, "tantivy_fields"):  # an index from before dynamic text fields
+            self.tantivy_fields = [spec.path for spec in self.mapping.text_fields()]
+        self.analyzers = {
+            spec.path: self.__dict__.get("analyzers", {}).get(spec.path) or build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+            for spec in self.mapping.text_fields()
+        }
         self.vector_fields = {
             spec.path: self.__dict__.get("vector_fields", {}).get(spec.path) or VectorField(self.folder / "vectors", spec)
             for spec in self.mapping.vector_fields()
@@ -161,20 +194,42 @@ class IndexStore:
         if not hasattr(self, "text_index"):
             self._open_text_index(self.mapping, create=False)
 
+    def update_meta(self, *, mappings: dict | None = None, settings: dict | None = None) -> None:
+        """put_mapping / put_settings: merge into the index metadata and publish it (new text
+        fields are indexed in columns; a new knn_vector field needs an empty index)."""
+        self._acquire_writer()
+        mapping = Mapping(copy.deepcopy(self.mapping.raw), self.settings)
+        if mappings:
+            mapping.merge(mappings)
+            added = {spec.path for spec in mapping.vector_fields()} - set(self.vector_fields)
+            if added and self.n_ords:
+                raise EngineError(f"knn_vector field(s) {sorted(added)} can only be added to an empty index (embedded engine)", 400, "illegal_argument_exception")
+            for spec in mapping.text_fields():
+                build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+        self.mapping = mapping
+        if settings:
+            self.settings = {**self.settings, **settings}
+        self.meta_version += 1
+        atomic_write_json(self.folder / "meta.json", self._meta_body())
+        self.manifest["meta_version"] = self.meta_version
+        self._write_manifest(text_committed=False)
+        self._load_meta()
+        for path, column in self.columns.items():
+            column.spec = self.mapping.fields[path]
+
     def _open_text_index(self, mapping: Mapping, *, create: bool) -> None:
         import tantivy
 
         builder = tantivy.SchemaBuilder()
         builder.add_unsigned_field(ORD_FIELD, stored=False, indexed=True, fast=True)
-        self.analyzers = {}
-        for spec in mapping.text_fields():
-            analyzer = spec.params.get("analyzer", "standard")
-            builder.add_text_field(tantivy_name(spec.path), tokenizer_name=analyzer, index_option="freq")
-            self.analyzers[spec.path] = analyzer_spec(analyzer, mapping.settings).build()
+        specs = [mapping.fields[path] for path in self.tantivy_fields]
+        for spec in specs:
+            builder.add_text_field(tantivy_name(spec.path), tokenizer_name=spec.params.get("analyzer", "standard"), index_option="freq")
         schema = builder.build()
         index = tantivy.Index(schema, path=str(self.folder / "text"), reuse=not create)
-        for spec in mapping.text_fields():
-            index.register_tokenizer(spec.params.get("analyzer", "standard"), self.analyzers[spec.path])
+        splitter = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(f"[^{TOKEN_SEPARATOR}]+")).build()
+        for spec in specs:
+            index.register_tokenizer(spec.params.get("analyzer", "standard"), splitter)
         self.text_schema, self.text_index = schema, index
 
     # --- the committed state, as a reader sees it ---------------------------------------------------
@@ -260,7 +315,7 @@ class IndexStore:
                 spec = self.mapping.fields.get(path)
                 if spec is None:
                     continue
-                column = self.columns[path] = Column(spec)
+                column = self.columns[path] = self._new_column(spec)
             column.add(ordinal, values)
         for path in record.get("vectors", ()):
             self._column_for(path).add(ordinal, [True])
@@ -268,8 +323,20 @@ class IndexStore:
     def _column_for(self, path: str) -> Column:
         column = self.columns.get(path)
         if column is None:
-            column = self.columns[path] = Column(self.mapping.fields[path])
+            column = self.columns[path] = self._new_column(self.mapping.fields[path])
         return column
+
+    def is_column_text(self, path: str) -> bool:
+        """A text field indexed in a Column (mapped after creation), not in tantivy."""
+        spec = self.mapping.fields.get(path)
+        return spec is not None and spec.type == "text" and path not in self.tantivy_fields
+
+    def _new_column(self, spec: FieldSpec) -> Column:
+        if not self.is_column_text(spec.path):
+            return Column(spec)
+        if spec.path not in self.analyzers:  # mapped by this writer since the meta was loaded
+            self.analyzers[spec.path] = build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
+        return Column(spec, self.analyzers[spec.path])
 
     def _leaf_values(self, source: dict):
         """(path, normalised values) for every mapped leaf field in a source document (+ multi-fields)."""
@@ -302,6 +369,8 @@ class IndexStore:
                 out.append(value if isinstance(value, str) else str(value))
             elif spec.type == "knn_vector":
                 out.append(True)
+            elif spec.type == "date":
+                out.append(to_millis(value, spec.path))
             else:
                 try:
                     number = float(value)
@@ -419,10 +488,12 @@ class IndexStore:
         doc.add_unsigned(ORD_FIELD, ordinal)
         flat = flatten_source(source)
         has_tokens = False
-        for spec in self.mapping.text_fields():
+        for spec in (self.mapping.fields[path] for path in self.tantivy_fields):
             for value in self._normalise(spec, flat.get(spec.path, [])):
-                doc.add_text(tantivy_name(spec.path), value)
-                has_tokens = has_tokens or bool(self.analyzers[spec.path].analyze(value))
+                tokens = [t.replace(TOKEN_SEPARATOR, "") for t in self.analyzers[spec.path](value)]
+                if any(tokens):
+                    doc.add_text(tantivy_name(spec.path), TOKEN_SEPARATOR.join(tokens))
+                    has_tokens = True
         return doc if has_tokens else None
 
     def prepare(self, op: str, doc_id: str, source: dict | None, batch: dict[str, tuple], next_ord: int) -> Prepared:
@@ -448,6 +519,8 @@ class IndexStore:
                 raise EngineError(
                     f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception"
                 )
+            if field.space == "cosinesimil" and field.spec.params.get("method", {}).get("engine") == "lucene" and not vector.any():
+                raise EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
             vectors[path] = vector
         try:
             source = json.loads(json.dumps(source, allow_nan=False))
@@ -503,7 +576,7 @@ class IndexStore:
                 field.append(rows)
         if self.mapping.raw != read_json(self.folder / "meta.json")["mappings"]:
             self.meta_version += 1
-            atomic_write_json(self.folder / "meta.json", {"settings": self.settings, "mappings": self.mapping.raw, "version": self.meta_version})
+            atomic_write_json(self.folder / "meta.json", self._meta_body())
         text_before = dict(self.manifest["text"])
         new_log_bytes = self.manifest["log_bytes"] + sum(len(line) for line in lines)
         new_n_ords = self.manifest["n_ords"] + len(added)
@@ -577,7 +650,7 @@ class IndexStore:
             spec = self.mapping.fields.get(path)
             if spec is None:
                 return self._reset_state()
-            column = self.columns[path] = Column(spec)
+            column = self.columns[path] = self._new_column(spec)
             i = info["index"]
             column.present = array("q", state[f"c{i}_present"].tobytes())
             column.num_ords = array("q", state[f"c{i}_num_ords"].tobytes())

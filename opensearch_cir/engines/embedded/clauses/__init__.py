@@ -1,0 +1,1 @@
+"""One module per query family, mixed into `query.Executor`."""
