@@ -170,6 +170,21 @@ def test_row11_ef_search_is_a_faiss_method_parameter():
         assert method["engine"] == "faiss" and method["parameters"]["ef_search"] == 100
 
 
+def test_row11_embedded_engine_reads_ef_search_where_k_nn_does():
+    """The embedded engine takes ef_search from the field's method parameters (faiss), and from the
+    index setting only for nmslib fields, as k-NN IndexUtil.java / FaissHNSWMethod.java do."""
+    from opensearch_cir.engines.embedded.clauses.knn import _default_ef_search
+    from opensearch_cir.engines.embedded.mapping import FieldSpec
+
+    setting = {"index.knn.algo_param.ef_search": 512}
+    faiss = FieldSpec("v", "knn_vector", {"dimension": 4, "method": {"name": "hnsw", "engine": "faiss", "parameters": {"ef_search": 64}}})
+    assert _default_ef_search(faiss, setting) == 64
+    plain = FieldSpec("v", "knn_vector", {"dimension": 4})
+    assert _default_ef_search(plain, setting) == 100
+    nmslib = FieldSpec("v", "knn_vector", {"dimension": 4, "method": {"name": "hnsw", "engine": "nmslib"}})
+    assert _default_ef_search(nmslib, setting) == 512
+
+
 def test_row12_date_like_metadata_stays_keyword(tmp_path):
     """OpenSearch core server/.../index/mapper/DocumentParser.java: with date_detection on (the default)
     a date-like string becomes `date` before `match_mapping_type: string` templates apply."""

@@ -47,7 +47,7 @@ class KnnClauses:
             k = int(params["k"])
             if not 1 <= k <= MAX_KNN_K:
                 raise EngineError(f"[knn] requires k to be in the range (0, {MAX_KNN_K}]", 400, "illegal_argument_exception")
-            ef = int(method.get("ef_search", self.store.settings.get("index.knn.algo_param.ef_search", 100)))
+            ef = int(method.get("ef_search", _default_ef_search(spec, self.store.settings)))
             ords, scores = field_store.search(
                 vector, k, candidates, n_rows=self.n, ef_search=ef, hnsw_threshold=self.hnsw_threshold, filtered=filtered
             )
@@ -86,3 +86,15 @@ def _distance_to_score(distance: float, space: str, engine: str = "faiss") -> fl
     if space == "cosinesimil":
         return float(knn_score(1 - distance, "cosinesimil"))
     raise UnsupportedQueryError(f"[knn] max_distance for space_type {space}")
+
+
+def _default_ef_search(spec, settings: dict) -> int:
+    """ef_search when the query does not set it: the field's `method.parameters.ef_search` (faiss,
+    k-NN FaissHNSWMethod), the index setting `index.knn.algo_param.ef_search` only on nmslib fields
+    (k-NN IndexUtil), else 100."""
+    mapped = spec.params.get("method", {}).get("parameters", {}).get("ef_search")
+    if mapped is not None:
+        return int(mapped)
+    if _engine(spec) == "nmslib":
+        return int(settings.get("index.knn.algo_param.ef_search", 100))
+    return 100
