@@ -92,6 +92,27 @@ def scenes(
                                            tune_subset=tune_queries, test_subset=test_queries or None))
 
 
+@eval_app.command("rerank")
+def rerank(
+    benchmark: str = typer.Argument(..., help="fashion or scenes."),
+    data: Optional[Path] = typer.Option(None, "--data", help="fashion: folder with products.parquet and images.tar."),
+    depth: int = typer.Option(100, help="Candidates the rerankers see (K)."),
+    queries: int = typer.Option(0, help="Composed queries to build (0: the benchmark's default)."),
+    distractors: int = typer.Option(1000, help="scenes: extra gallery scenes."),
+    tune_queries: int = typer.Option(100, "--tune-queries", help="Dev queries used for tuning."), test_queries: int = _TEST,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Each reranker after the benchmark's best strategy: test-half metrics with and without, and latency."""
+    from ..eval import rerank as bench
+
+    options: dict = {"n_queries": queries} if queries else {}
+    if benchmark == "scenes":
+        options["n_distractors"] = distractors
+    _run(f"rerank-{benchmark}", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(benchmark, client, encoder, data=data, tune_subset=tune_queries,
+                                           test_subset=test_queries or None, depth=depth, **options))
+
+
 def _official_command(protocol: str, layout: str, summary: str) -> None:
     """Register `cir eval PROTOCOL` for a data set in its official format (see `eval.formats`)."""
 

@@ -479,11 +479,17 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
 
 def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    prepared = prepare(client, index, query, encoder)
-    if query.rerank:
+    return run_prepared(client, index, prepare(client, index, query, encoder), encoder, explain=explain)
+
+
+def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any = None, *,
+                 explain: bool = False) -> SearchResponse:
+    """Render and execute a prepared query, with its rerankers when it has any (`search`'s second half)."""
+    if prepared.query.rerank:
         from .rerank import rerank_search
 
-        return rerank_search(client, index, prepared, query.rerank, encoder, depth=query.rerank_depth, explain=explain)
+        return rerank_search(client, index, prepared, prepared.query.rerank, encoder,
+                             depth=prepared.query.rerank_depth, explain=explain)
     rendered = prepared.render()
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

@@ -138,17 +138,15 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
     return cases
 
 
-def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
-        n_queries: int = 4600, tune_subset: int = 200, test_subset: int | None = None,
-        strategies: tuple[str, ...] | None = None) -> dict:
-    """Build the gallery index and the queries from `data`, tune on dev queries, score on test queries.
+def build(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+          n_queries: int = 4600) -> tuple[str, list[Case], list[str]]:
+    """Index the gallery of `data` (cached) and build the queries: (index name, cases, notes).
 
     products: `dev` (the catalog's dev split, which the default model never trains on), `train`
     or `all`; gallery_size caps the gallery (None = every product of that split)."""
-    from ..compose.query import STRATEGIES
     from ..datasets.fashion import FashionCatalog
     from ..ingest import Record
-    from .harness import build_index, run_composed
+    from .harness import build_index
 
     catalog = FashionCatalog(data)
     pool = catalog.products if products == "all" else catalog.split(products)
@@ -160,12 +158,24 @@ def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", g
                       metadata={"product_id": p.product_id}) for p, blob in images)
     build_index(client, index, encoder, records, expected=len(images))
     cases = build_cases([(p, document_id(blob)) for p, blob in images], n_queries)
-    result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
-                          tune_subset=tune_subset, test_subset=test_subset)
-    result["gallery"] = len(images)
-    result["notes"] = [
+    notes = [
         f"gallery: {len(images)} products ({products} split) of {Path(data).name} indexed as image + title; "
         "attribute labels are ground truth only",
         "overall = colour, article type and gender changes; usage changes are the separate group 'usage'",
     ]
+    return index, cases, notes
+
+
+def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+        n_queries: int = 4600, tune_subset: int = 200, test_subset: int | None = None,
+        strategies: tuple[str, ...] | None = None) -> dict:
+    """Build the gallery index and the queries (`build`), tune on dev queries, score on test queries."""
+    from ..compose.query import STRATEGIES
+    from .harness import run_composed
+
+    index, cases, notes = build(data, client, encoder, products=products, gallery_size=gallery_size, n_queries=n_queries)
+    result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
+                          tune_subset=tune_subset, test_subset=test_subset)
+    result["gallery"] = client.count(index=index)["count"]
+    result["notes"] = notes
     return result
