@@ -163,3 +163,76 @@ def test_search_endpoint_reranks(api, catalog):
     refused = api.post("/search", data={"text": "a red circle", "rerank": "http://127.0.0.1:9/x"})
     assert refused.status_code == 422 and "external rerankers" in refused.json()["detail"]
     assert api.post("/search", data={"text": "red", "rerank": "exact:blend=7"}).status_code == 422
+
+
+# -- the multi-turn benchmark ---------------------------------------------------------------------
+
+
+class _ScriptedSession:
+    """Answers each turn with the next scripted result list and records the turn's inputs."""
+
+    def __init__(self, shown: list[list[str]]):
+        self.shown, self.calls = list(shown), []
+
+    def turn(self, **inputs):
+        self.calls.append(inputs)
+
+        class Response:
+            ids = self.shown.pop(0)
+        return Response()
+
+
+def test_simulated_user_picks_rejects_and_names_one_change():
+    import random
+
+    from opensearch_cir.eval.multiturn import Episode, run_episode
+
+    target = ("Navy Blue", "Shirts", "Women", "Casual")
+    attributes_of = {
+        "start": ("Black", "Tshirts", "Men", "Casual"),
+        "closer": ("Navy Blue", "Tshirts", "Men", "Casual"),  # 2 of 4 (start has 1)
+        "worse": ("Red", "Jeans", "Men", "Sports"),           # 0 of 4
+        "hit": target,
+    }
+    episode = Episode("e", "start", target, ["colour", "article_type", "gender"])
+    session = _ScriptedSession([["worse", "closer"], ["hit"]])
+    assert run_episode(episode, attributes_of, session, max_turns=5, rejects=True, rng=random.Random(0)) == 2
+    first, second = session.calls
+    assert first["reference_ids"] == ["start"] and "navy blue" in first["text"].lower()
+    assert second["liked"] == ["closer"] and second["rejected"] == ["worse"]
+    assert "shirt" in second["text"].lower() and "navy" not in second["text"].lower()  # the next missing attribute
+    never = _ScriptedSession([["worse"]] * 3)
+    assert run_episode(episode, attributes_of, never, max_turns=3, rejects=False, rng=random.Random(0)) is None
+    assert all("rejected" not in call and "liked" not in call for call in never.calls[1:])
+
+
+@pytest.fixture(scope="module")
+def toy_fashion(tmp_path_factory):
+    import test_eval
+
+    return test_eval.fashion_dir.__wrapped__(tmp_path_factory)
+
+
+def test_multiturn_and_rerank_benchmarks_end_to_end(toy_fashion, tiny_encoder, tmp_path):
+    from opensearch_cir.engines import connect
+    from opensearch_cir.eval import multiturn
+    from opensearch_cir.eval import rerank as rerank_eval
+    from opensearch_cir.eval.report import write_report
+
+    client = connect(f"embedded://{tmp_path / 'engine'}")
+    result = multiturn.run(toy_fashion, client, tiny_encoder, n_episodes=6, products="all")
+    assert result["episodes"] == 6
+    single, *sessions_rows = result["rows"].values()
+    assert 0 <= single["success@10 after 1 turn"] <= 1 and single["success@10 after 5 turns"] is None
+    for row in sessions_rows:
+        values = list(row.values())
+        assert values == sorted(values) and all(0 <= v <= 1 for v in values)  # cumulative over turns
+    paths = write_report(result, tmp_path / "out", "multiturn-fashion")
+    assert "| session: one change per turn, picks the best |" in paths["markdown"].read_text()
+
+    reranked = rerank_eval.run("fashion", client, tiny_encoder, data=toy_fashion, tune_subset=8, depth=20,
+                               products="all", n_queries=30)
+    assert {f"+ {chain} (γ=1)" for chain in rerank_eval.RERANK_CHAINS} <= set(reranked["strategies"])
+    assert set(reranked["tuned"]["blend"].values()) <= set(rerank_eval.BLENDS)
+    assert all(value >= 0 for value in reranked["latency_ms"].values())
+    assert "| hybrid |" in write_report(reranked, tmp_path / "out", "rerank-fashion")["markdown"].read_text()

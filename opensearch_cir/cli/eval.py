@@ -113,6 +113,24 @@ def rerank(
                                            test_subset=test_queries or None, depth=depth, **options))
 
 
+@eval_app.command("multiturn")
+def multiturn(
+    data: Path = typer.Option(..., "--data", help="Fashion catalog folder (products.parquet, images.tar)."),
+    episodes: int = typer.Option(300, help="Simulated users (target + start product each)."),
+    strategy: str = typer.Option("hybrid", help="Strategy of every turn."),
+    rerank: str = typer.Option("", "--rerank", help="Rerankers of every turn, comma separated."),
+    gallery: int = typer.Option(0, help="Cap on the gallery size (0 = the whole dev split)."),
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Multi-turn sessions vs one turn with all changes: success@10 after 1, 2, 3, 5 turns."""
+    from ..eval import multiturn as bench
+
+    _run("multiturn-fashion", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(data, client, encoder, n_episodes=episodes, strategy=strategy,
+                                           gallery_size=gallery or None,
+                                           rerank=[r for r in rerank.split(",") if r.strip()]))
+
+
 def _official_command(protocol: str, layout: str, summary: str) -> None:
     """Register `cir eval PROTOCOL` for a data set in its official format (see `eval.formats`)."""
 

@@ -138,21 +138,28 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
     return cases
 
 
-def build(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
-          n_queries: int = 4600) -> tuple[str, list[Case], list[str]]:
-    """Index the gallery of `data` (cached) and build the queries: (index name, cases, notes).
-
-    products: `dev` (the catalog's dev split, which the default model never trains on), `train`
-    or `all`; gallery_size caps the gallery (None = every product of that split)."""
+def gallery(data: str | Path, products: str = "dev", gallery_size: int | None = None) -> list[tuple[Any, bytes]]:
+    """(product, image bytes) of the gallery: `products` split (dev, train or all), capped at `gallery_size`."""
     from ..datasets.fashion import FashionCatalog
-    from ..ingest import Record
-    from .harness import build_index
 
     catalog = FashionCatalog(data)
     pool = catalog.products if products == "all" else catalog.split(products)
     images = list(gallery_images(catalog, sample_gallery(pool, gallery_size)))
     if not images:
         raise InputError(f"{data}: no product images found for the gallery")
+    return images
+
+
+def build(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+          n_queries: int = 4600) -> tuple[str, list[Case], list[str]]:
+    """Index the gallery of `data` (cached) and build the queries: (index name, cases, notes).
+
+    products: `dev` (the catalog's dev split, which the default model never trains on), `train`
+    or `all`; gallery_size caps the gallery (None = every product of that split)."""
+    from ..ingest import Record
+    from .harness import build_index
+
+    images = gallery(data, products, gallery_size)
     index = f"cir-eval-fashion-{products}-{len(images)}"
     records = (Record(image=blob, captions=[p.title], uri=f"{Path(data).name}/{p.image_name}",
                       metadata={"product_id": p.product_id}) for p, blob in images)
