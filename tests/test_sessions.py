@@ -3,7 +3,6 @@ the /sessions and /browse endpoints end to end, and `/search` with rerankers."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from fastapi.testclient import TestClient

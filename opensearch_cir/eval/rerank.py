@@ -15,7 +15,6 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from ..compose.query import Weights, execute

@@ -137,7 +137,7 @@ def add_routes(app: FastAPI, backend: Backend, protected: list, reference_images
         keep: int | None = Form(None, ge=0, description="Keep only the first `keep` turns before adding this one."),
         explain: bool = Form(False, description="Return each sub-query's score per result."),
     ) -> TurnInfo:
-        """Add a turn and run it; the rule by which turns combine is in the service docs (docs/sessions.md)."""
+        """Add a turn and run it; the rule by which turns combine: docs/methods/sessions.md."""
         session = live(session_id)
         references = await reference_images(images or [], image_url or [], settings)
         inputs = dict(
