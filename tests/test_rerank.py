@@ -108,6 +108,9 @@ class _Context:
     def text_side(self):
         return self.text
 
+    def encode_texts(self, texts):
+        return self.encoder.encode_texts(texts)
+
 
 def _candidates(image_rows, caption_rows=None, scores=None):
     caption_rows = caption_rows if caption_rows is not None else [None] * len(image_rows)

@@ -47,6 +47,14 @@ class RerankContext:
     strategy: str
     weights: Any  # compose.query.Weights
     encoder: Any = None
+    encoded: dict[str, np.ndarray] = field(default_factory=dict)  # texts encoded for this query (reused on re-runs)
+
+    def encode_texts(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """E_T of `texts`, each encoded once per query however often the chain or an evaluation asks."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self.encoded]
+        if missing:
+            self.encoded.update(zip(missing, self.encoder.encode_texts(missing)))
+        return [self.encoded[t] for t in texts]
 
     def composed_vector(self) -> np.ndarray | None:
         """The query's composed image-side vector (what its strategy searches `image_vector` with);

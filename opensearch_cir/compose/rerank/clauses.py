@@ -65,7 +65,7 @@ class Clauses(Reranker):
         parts = propositions(prepared.caption, prepared.query.text)
         if not parts or context.encoder is None:
             return np.zeros(len(candidates))
-        vectors = context.encoder.encode_texts([text for text, _ in parts])
+        vectors = context.encode_texts([text for text, _ in parts])
         evidence = []
         for vector in vectors:
             scores = cosine(vector, candidates, CAPTION_VECTOR_FIELD)
