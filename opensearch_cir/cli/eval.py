@@ -97,6 +97,7 @@ def rerank(
     benchmark: str = typer.Argument(..., help="fashion or scenes."),
     data: Optional[Path] = typer.Option(None, "--data", help="fashion: folder with products.parquet and images.tar."),
     depth: int = typer.Option(100, help="Candidates the rerankers see (K)."),
+    strategy: Optional[str] = typer.Option(None, help="First stage (default: hybrid on fashion, slerp on scenes)."),
     queries: int = typer.Option(0, help="Composed queries to build (0: the benchmark's default)."),
     distractors: int = typer.Option(1000, help="scenes: extra gallery scenes."),
     tune_queries: int = typer.Option(100, "--tune-queries", help="Dev queries used for tuning."), test_queries: int = _TEST,
@@ -108,9 +109,9 @@ def rerank(
     options: dict = {"n_queries": queries} if queries else {}
     if benchmark == "scenes":
         options["n_distractors"] = distractors
-    _run(f"rerank-{benchmark}", out, engine_dir, model, as_json,
+    _run(f"rerank-{benchmark}" + (f"-{strategy}" if strategy else ""), out, engine_dir, model, as_json,
          lambda client, encoder: bench.run(benchmark, client, encoder, data=data, tune_subset=tune_queries,
-                                           test_subset=test_queries or None, depth=depth, **options))
+                                           test_subset=test_queries or None, depth=depth, strategy=strategy, **options))
 
 
 @eval_app.command("multiturn")

@@ -107,8 +107,9 @@ def _plain_ms(client: Any, index: str, prepared: list, strategy: str, weights: W
 
 
 def run(benchmark: str, client: Any, encoder: Any, *, data: str | None = None, tune_subset: int = 100,
-        test_subset: int | None = None, depth: int = 100, **build_options: Any) -> dict:
-    """Build `benchmark` (fashion: needs `data`; scenes: seed/queries/distractors) and evaluate its rerankers."""
+        test_subset: int | None = None, depth: int = 100, strategy: str | None = None, **build_options: Any) -> dict:
+    """Build `benchmark` (fashion: needs `data`; scenes: seed/queries/distractors) and evaluate its
+    rerankers after `strategy` (default: the benchmark's best, `BEST_STRATEGY`)."""
     if benchmark == "fashion":
         from .fashion import build
 
@@ -122,7 +123,7 @@ def run(benchmark: str, client: Any, encoder: Any, *, data: str | None = None, t
         index, cases, notes = build(client, encoder, **build_options)
     else:
         raise CIRError(f"unknown benchmark {benchmark!r}: fashion or scenes")
-    result = evaluate(client, index, encoder, cases, name=benchmark, strategy=BEST_STRATEGY[benchmark],
+    result = evaluate(client, index, encoder, cases, name=benchmark, strategy=strategy or BEST_STRATEGY[benchmark],
                       tune_subset=tune_subset, test_subset=test_subset, depth=depth)
     latency = ", ".join(f"{key} {value:g} ms" for key, value in result["latency_ms"].items())
     result["notes"] = notes + [
