@@ -200,6 +200,14 @@ def test_collection_grid_and_session_feedback(page, server_url, catalog, tmp_pat
     page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 1 of')")
     captions = page.locator("#browse-grid .item div").all_inner_texts()
     assert captions and all("circle" in caption for caption in captions), captions
+    with_circle = page.locator("#browse-grid .item").count()
+    page.fill("#filters", "metadata.colours=red")  # the search's field filters narrow the grid too
+    page.locator("#filters").dispatch_event("change")
+    page.wait_for_function(f"document.querySelectorAll('#browse-grid .item').length < {with_circle}")
+    assert all("red" in t for t in page.locator("#browse-grid .item").evaluate_all("items => items.map(i => i.title)"))
+    page.fill("#filters", "")
+    page.locator("#filters").dispatch_event("change")
+    page.wait_for_function(f"document.querySelectorAll('#browse-grid .item').length === {with_circle}")
     page.screenshot(path=str(shots / "cir-page-collection.png"), full_page=True)
 
     # pick a reference from the grid, search: turn 1

@@ -306,6 +306,10 @@ async function loadBrowse(page = state.browse.page) {
   const params = new URLSearchParams({ page: String(page), size: String(state.browse.size) });
   const words = $("browse-q").value.trim();
   if (words) params.set("q", words);
+  try {  // the search's field=value filters narrow the grid too
+    const filters = parseFilters($("filters").value);
+    if (Object.keys(filters).length) params.set("filters", JSON.stringify(filters));
+  } catch (_) { /* the search reports a malformed filter */ }
   let body;
   try {
     const response = await fetch(`/browse?${params}`, { headers: headers() });
@@ -397,6 +401,7 @@ function wire() {
   });
   $("browse-form").addEventListener("submit", (event) => { event.preventDefault(); loadBrowse(1); });
   $("browse-q").addEventListener("change", () => loadBrowse(1));
+  $("filters").addEventListener("change", () => loadBrowse(1));
   $("browse-prev").addEventListener("click", () => loadBrowse(state.browse.page - 1));
   $("browse-next").addEventListener("click", () => loadBrowse(state.browse.page + 1));
   loadHealth();
