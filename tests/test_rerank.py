@@ -340,3 +340,26 @@ def test_cir_search_rerank_option(shop, tiny_encoder, tmp_path):
     assert len(payload["results"]) == 3 and "vectors" not in payload["results"][0]
     bad = CliRunner().invoke(app, [*args, "--rerank", "llm"])
     assert bad.exit_code == 2 and "unknown reranker" in bad.output
+
+
+# -- the first-stage body on a cluster ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", [True, False])
+def test_first_stage_body_validates_against_the_spec(shop, tiny_encoder, api_spec_dir, source):
+    """The rerank first stage (size K, vectors in `_source`) is a valid OpenSearch search body."""
+    from opensearch_cir.compose.query import prepare
+    from opensearch_cir.compose.rerank.run import first_stage
+    from opensearch_cir.dsl.validate import find_spec_dir, validate_request
+
+    spec = find_spec_dir(api_spec_dir)
+    if spec is None:
+        pytest.skip("no OpenSearch API spec beside the repository")
+    _, client, blobs = shop
+    query = CompositeQuery(images=[blobs[("Men", "shirt", "red")]], text="in blue", k=5)
+    rendered, candidates = first_stage(client, "cir-shop", prepare(client, "cir-shop", query, tiny_encoder),
+                                       depth=12, source=source)
+    assert rendered.body["size"] == 12 + len(rendered.excluded_ids)
+    assert rendered.body["_source"] == (True if source else {"includes": ["image_vector", "caption_vector"]})
+    assert all(c.image_vector is not None and c.caption_vector is not None for c in candidates)
+    validate_request("search", rendered.body, pipeline=rendered.pipeline_body, spec_dir=spec)
