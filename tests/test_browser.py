@@ -171,3 +171,76 @@ def test_openapi_docs_render_offline(page, server_url):
     page.wait_for_selector(".opblock")
     assert page.locator(".opblock").count() >= 5
     assert all(url.startswith(server_url) for url in requests), "no CDN: everything from the service"
+
+
+def test_collection_grid_and_session_feedback(page, server_url, catalog, tmp_path):
+    """The page opens on the collection (paged, filterable); a picked image starts a session whose
+    turns stay visible; "not this one" excludes a result from the next turn, which the server records."""
+    import json
+    import urllib.request
+
+    shots = Path(os.environ.get("CIR_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server_url + "/")
+    page.wait_for_selector("#browse-grid .item")
+    total = len(catalog.records)
+    assert page.locator("#browse-grid .item").count() == min(24, total)
+    assert f"{total} images" in page.locator("#browse-info").inner_text()
+    first_page = page.eval_on_selector_all("#browse-grid .item", "items => items.map(i => i.dataset.id)")
+    if total > 24:
+        page.click("#browse-next")
+        page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 2')")
+        assert not set(first_page) & set(page.eval_on_selector_all("#browse-grid .item", "items => items.map(i => i.dataset.id)"))
+        page.click("#browse-prev")
+        page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 1')")
+    page.fill("#browse-q", "circle")
+    page.press("#browse-q", "Enter")
+    page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 1 of')")
+    captions = page.locator("#browse-grid .item div").all_inner_texts()
+    assert captions and all("circle" in caption for caption in captions), captions
+    with_circle = page.locator("#browse-grid .item").count()
+    page.fill("#filters", "metadata.colours=red")  # the search's field filters narrow the grid too
+    page.locator("#filters").dispatch_event("change")
+    page.wait_for_function(f"document.querySelectorAll('#browse-grid .item').length < {with_circle}")
+    assert all("red" in t for t in page.locator("#browse-grid .item").evaluate_all("items => items.map(i => i.title)"))
+    page.fill("#filters", "")
+    page.locator("#filters").dispatch_event("change")
+    page.wait_for_function(f"document.querySelectorAll('#browse-grid .item').length === {with_circle}")
+    page.screenshot(path=str(shots / "cir-page-collection.png"), full_page=True)
+
+    # pick a reference from the grid, search: turn 1
+    picked = page.locator("#browse-grid .item").first
+    picked_id = picked.get_attribute("data-id")
+    picked.click()
+    assert "collection:" in page.locator("#reference-caption").inner_text()
+    page.fill("#text", "make it yellow")
+    page.click("#search")
+    page.wait_for_selector("#results .card")
+    assert page.locator("#collection").get_attribute("open") is None, "the grid folds away for the results"
+    shown = _result_ids(page)
+    assert picked_id not in shown
+
+    # "not this one" on the first result, "this one" on the second: turn 2
+    page.locator("#results .card .reject").nth(0).click()
+    assert "rejected" in page.locator("#results .card").nth(0).get_attribute("class")
+    page.locator("#results .card .like").nth(1).click()
+    assert "result:" in page.locator("#reference-caption").inner_text()
+    page.fill("#text", "add a small blue circle")
+    page.click("#search")
+    page.wait_for_function("document.querySelectorAll('#history li .step').length === 2")
+    second = _result_ids(page)
+    assert shown[0] not in second and shown[1] not in second
+    combined = page.locator("#history li .combined").nth(1).inner_text()
+    assert "make it yellow, add a small blue circle" in combined and "1 excluded" in combined
+    assert "2 turns" in page.locator("#session-info").inner_text()
+    page.screenshot(path=str(shots / "cir-page-session.png"), full_page=True)
+
+    session_id = page.evaluate("state.session.id")
+    with urllib.request.urlopen(f"{server_url}/sessions/{session_id}") as response:
+        record = json.load(response)
+    assert [t["text"] for t in record["turns"]] == ["make it yellow", "add a small blue circle"]
+    assert record["turns"][0]["reference_ids"] == [picked_id]
+    assert record["turns"][1]["liked"] == [shown[1]] and record["turns"][1]["rejected"] == [shown[0]]
+    assert not errors, errors

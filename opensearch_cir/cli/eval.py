@@ -95,6 +95,46 @@ def scenes(
                                            tune_subset=tune_queries, test_subset=test_queries or None))
 
 
+@eval_app.command("rerank")
+def rerank(
+    benchmark: str = typer.Argument(..., help="fashion or scenes."),
+    data: Optional[Path] = typer.Option(None, "--data", help="fashion: folder with products.parquet and images.tar."),
+    depth: int = typer.Option(100, help="Candidates the rerankers see (K)."),
+    strategy: Optional[str] = typer.Option(None, help="First stage (default: hybrid on fashion, slerp on scenes)."),
+    queries: int = typer.Option(0, help="Composed queries to build (0: the benchmark's default)."),
+    distractors: int = typer.Option(1000, help="scenes: extra gallery scenes."),
+    tune_queries: int = typer.Option(100, "--tune-queries", help="Dev queries used for tuning."), test_queries: int = _TEST,
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Each reranker after the benchmark's best strategy: test-half metrics with and without, and latency."""
+    from ..eval import rerank as bench
+
+    options: dict = {"n_queries": queries} if queries else {}
+    if benchmark == "scenes":
+        options["n_distractors"] = distractors
+    _run(f"rerank-{benchmark}" + (f"-{strategy}" if strategy else ""), out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(benchmark, client, encoder, data=data, tune_subset=tune_queries,
+                                           test_subset=test_queries or None, depth=depth, strategy=strategy, **options))
+
+
+@eval_app.command("multiturn")
+def multiturn(
+    data: Path = typer.Option(..., "--data", help="Fashion catalog folder (products.parquet, images.tar)."),
+    episodes: int = typer.Option(300, help="Simulated users (target + start product each)."),
+    strategy: str = typer.Option("hybrid", help="Strategy of every turn."),
+    rerank: str = typer.Option("", "--rerank", help="Rerankers of every turn, comma separated."),
+    gallery: int = typer.Option(0, help="Cap on the gallery size (0 = the whole dev split)."),
+    out: Path = _OUT, engine_dir: Optional[Path] = _ENGINE, model: Optional[str] = _MODEL, as_json: bool = _JSON,
+) -> None:
+    """Multi-turn sessions vs one turn with all changes: success@10 after 1, 2, 3, 5 turns."""
+    from ..eval import multiturn as bench
+
+    _run("multiturn-fashion", out, engine_dir, model, as_json,
+         lambda client, encoder: bench.run(data, client, encoder, n_episodes=episodes, strategy=strategy,
+                                           gallery_size=gallery or None,
+                                           rerank=[r for r in rerank.split(",") if r.strip()]))
+
+
 EXACT_HNSW_THRESHOLD = 2**62  # no HNSW graph: every k-NN query of a benchmark scores the whole gallery
 
 

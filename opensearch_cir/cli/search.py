@@ -24,6 +24,9 @@ def search_command(
     beta: Optional[float] = typer.Option(None, help="caption_vector share in caption_aware."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Slerp position (0 = image, 1 = text)."),
     normalization: Optional[str] = typer.Option(None, help="Hybrid normalisation: min_max, l2, z_score or rrf."),
+    rerank: str = typer.Option("", "--rerank", help="Rerankers after the strategy, comma separated: exact, intersection, "
+                               "expansion, clauses (options as name:blend=0.5), or an http(s) URL (docs/methods/rerank-external.md)."),
+    rerank_depth: int = typer.Option(100, "--rerank-depth", help="Candidates the rerankers see (K)."),
     explain: bool = typer.Option(False, "--explain", help="Show each sub-query's raw score and the request body."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     url: Optional[str] = typer.Option(None, "--url", help="embedded:///dir or https://host:9200 (default: $OPENSEARCH_URL, else embedded://./cir-data)."),
@@ -40,7 +43,8 @@ def search_command(
         changes = {name: value for name, value in
                    {"alpha": alpha, "beta": beta, "lam": lam, "normalization": normalization}.items() if value is not None}
         query = CompositeQuery(images=image, doc_ids=doc_id, text=text, negative=negative, caption=caption,
-                               filters=parse_filters(filter_), k=k, strategy=strategy, weights=Weights(**changes))
+                               filters=parse_filters(filter_), k=k, strategy=strategy, weights=Weights(**changes),
+                               rerank=rerank, rerank_depth=rerank_depth)
         response = search(connect(url), index, query, load_encoder(model), explain=explain)
     except CIRError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
@@ -49,7 +53,7 @@ def search_command(
         typer.echo(json.dumps({
             "rewritten_caption": response.rewrite.text if response.rewrite else None,
             "pipeline": response.rendered.pipeline_id,
-            "results": [vars(r) for r in response],
+            "results": [{k: v for k, v in vars(r).items() if k != "vectors"} for r in response],
             **({"body": response.rendered.body} if explain else {}),
         }, indent=2, default=str))
         return

@@ -123,6 +123,8 @@ class CompositeQuery:
     strategy: str = "hybrid"
     weights: Weights = field(default_factory=Weights)
     exclude_reference: bool = True
+    rerank: Sequence[Any] = ()  # rerankers after the strategy (`compose.rerank`): names, URLs, callables
+    rerank_depth: int = 100  # K: how many first-stage candidates the rerankers see
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -135,6 +137,11 @@ class CompositeQuery:
             self.doc_ids = [self.doc_ids]
         if not (self.images or self.doc_ids or self.text.strip()):
             raise InputError("a query needs a reference image, a document id or a text")
+        if isinstance(self.rerank, str) or callable(self.rerank):
+            self.rerank = [part for part in self.rerank.split(",") if part.strip()] \
+                if isinstance(self.rerank, str) else [self.rerank]
+        if not 1 <= int(self.rerank_depth) <= dsl.query.MAX_K:
+            raise InputError(f"rerank_depth must be in 1..{dsl.query.MAX_K}, got {self.rerank_depth}")
 
 
 @dataclass
@@ -161,6 +168,7 @@ class SearchResult:
     image_uri: str | None = None
     metadata: dict = field(default_factory=dict)
     sub_scores: dict[str, float | None] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict, repr=False)  # only with execute(vectors=True)
 
 
 @dataclass
@@ -422,8 +430,10 @@ def ensure_pipeline(client: Any, rendered: RenderedQuery) -> None:
         known.add(rendered.pipeline_id)
 
 
-def execute(client: Any, index: str, rendered: RenderedQuery, *, explain: bool = False) -> list[SearchResult]:
-    """Run a rendered query; reference documents dropped; `explain` adds raw per-sub-query scores."""
+def execute(client: Any, index: str, rendered: RenderedQuery, *, explain: bool = False,
+            vectors: bool = False) -> list[SearchResult]:
+    """Run a rendered query; reference documents dropped; `explain` adds raw per-sub-query scores;
+    `vectors` keeps the hits' stored vectors (from `_source`) in `SearchResult.vectors` (reranking)."""
     ensure_pipeline(client, rendered)
     params = {"search_pipeline": rendered.pipeline_id} if rendered.pipeline_id else None
     response = client.search(index=index, body=rendered.body, params=params) if params else \
@@ -437,6 +447,7 @@ def execute(client: Any, index: str, rendered: RenderedQuery, *, explain: bool =
         results.append(SearchResult(
             id=hit["_id"], score=float(hit["_score"] or 0.0), caption=source.get(CAPTION_FIELD),
             image_uri=source.get("image_uri"), metadata=source.get("metadata") or {},
+            vectors={f: source[f] for f in (IMAGE_FIELD, CAPTION_VECTOR_FIELD) if vectors and source.get(f) is not None},
         ))
     results = results[: rendered.k]
     if explain and results:
@@ -462,7 +473,17 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
 
 def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    prepared = prepare(client, index, query, encoder)
+    return run_prepared(client, index, prepare(client, index, query, encoder), encoder, explain=explain)
+
+
+def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any = None, *,
+                 explain: bool = False) -> SearchResponse:
+    """Render and execute a prepared query, with its rerankers when it has any (`search`'s second half)."""
+    if prepared.query.rerank:
+        from .rerank import rerank_search
+
+        return rerank_search(client, index, prepared, prepared.query.rerank, encoder,
+                             depth=prepared.query.rerank_depth, explain=explain)
     rendered = prepared.render(dialect=detect(client))
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

@@ -67,6 +67,11 @@ def rewrite_caption(caption: str, modification: str) -> Rewrite:
     return result
 
 
+def split_clauses(modification: str) -> list[str]:
+    """The modification's clauses, split where the rules split it ("in red and without a hood" → 2)."""
+    return _clauses(modification)
+
+
 def _clauses(modification: str) -> list[str]:
     text = " ".join(modification.strip().rstrip(".!").split())
     # keep "replace X with Y" / "X instead of Y" whole: only split where a clause boundary is

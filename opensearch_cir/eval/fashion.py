@@ -138,34 +138,51 @@ def build_cases(products: list[tuple[Any, str]], n_queries: int, seed: int = 0) 
     return cases
 
 
-def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
-        n_queries: int = 4600, tune_subset: int = 200, test_subset: int | None = None,
-        strategies: tuple[str, ...] | None = None) -> dict:
-    """Build the gallery index and the queries from `data`, tune on dev queries, score on test queries.
-
-    products: `dev` (the catalog's dev split, which the default model never trains on), `train`
-    or `all`; gallery_size caps the gallery (None = every product of that split)."""
-    from ..compose.query import STRATEGIES
+def gallery(data: str | Path, products: str = "dev", gallery_size: int | None = None) -> list[tuple[Any, bytes]]:
+    """(product, image bytes) of the gallery: `products` split (dev, train or all), capped at `gallery_size`."""
     from ..datasets.fashion import FashionCatalog
-    from ..ingest import Record
-    from .harness import build_index, run_composed
 
     catalog = FashionCatalog(data)
     pool = catalog.products if products == "all" else catalog.split(products)
     images = list(gallery_images(catalog, sample_gallery(pool, gallery_size)))
     if not images:
         raise InputError(f"{data}: no product images found for the gallery")
+    return images
+
+
+def build(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+          n_queries: int = 4600) -> tuple[str, list[Case], list[str]]:
+    """Index the gallery of `data` (cached) and build the queries: (index name, cases, notes).
+
+    products: `dev` (the catalog's dev split, which the default model never trains on), `train`
+    or `all`; gallery_size caps the gallery (None = every product of that split)."""
+    from ..ingest import Record
+    from .harness import build_index
+
+    images = gallery(data, products, gallery_size)
     index = f"cir-eval-fashion-{products}-{len(images)}"
     records = (Record(image=blob, captions=[p.title], uri=f"{Path(data).name}/{p.image_name}",
                       metadata={"product_id": p.product_id}) for p, blob in images)
     build_index(client, index, encoder, records, expected=len(images))
     cases = build_cases([(p, document_id(blob)) for p, blob in images], n_queries)
-    result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
-                          tune_subset=tune_subset, test_subset=test_subset)
-    result["gallery"] = len(images)
-    result["notes"] = [
+    notes = [
         f"gallery: {len(images)} products ({products} split) of {Path(data).name} indexed as image + title; "
         "attribute labels are ground truth only",
         "overall = colour, article type and gender changes; usage changes are the separate group 'usage'",
     ]
+    return index, cases, notes
+
+
+def run(data: str | Path, client: Any, encoder: Any, *, products: str = "dev", gallery_size: int | None = None,
+        n_queries: int = 4600, tune_subset: int = 200, test_subset: int | None = None,
+        strategies: tuple[str, ...] | None = None) -> dict:
+    """Build the gallery index and the queries (`build`), tune on dev queries, score on test queries."""
+    from ..compose.query import STRATEGIES
+    from .harness import run_composed
+
+    index, cases, notes = build(data, client, encoder, products=products, gallery_size=gallery_size, n_queries=n_queries)
+    result = run_composed(client, index, encoder, cases, name="fashion", strategies=strategies or STRATEGIES,
+                          tune_subset=tune_subset, test_subset=test_subset)
+    result["gallery"] = client.count(index=index)["count"]
+    result["notes"] = notes
     return result

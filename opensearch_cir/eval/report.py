@@ -48,7 +48,9 @@ def render_markdown(result: dict) -> str:
     parts = [f"## {title}", ""]
     if "protocol" in result:
         parts += protocol_lines(result["protocol"]) + [""]
-    if "protocol" in result and not isinstance(result.get("queries"), dict) and not any(d in result for d in ("t2i", "i2t")):
+    if "rows" in result:  # a benchmark with columns of its own (the multi-turn one)
+        parts += [result.get("summary", ""), "", markdown_table(result["rows"]), ""]
+    elif "protocol" in result and not isinstance(result.get("queries"), dict) and not any(d in result for d in ("t2i", "i2t")):
         if result.get("strategies"):
             parts += [verdict(result["strategies"]), "", "Metrics in %.", "", markdown_table(result["strategies"]), ""]
         else:
@@ -106,14 +108,14 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result.get("strategies") or {d: result[d] for d in ("t2i", "i2t") if d in result}
-    metric_names = [m for m in next(iter(rows.values())) if m.startswith(("recall@", "map@"))]
+    rows = result.get("strategies") or result.get("rows") or {d: result[d] for d in ("t2i", "i2t") if d in result}
+    metric_names = [m for m in next(iter(rows.values())) if m.startswith(("recall@", "map@", "success@"))]
     curves = {k: v for k, v in result.get("tuning", {}).items() if v and isinstance(v[0][0], (int, float))}
     figure, axes = plt.subplots(1, 2 if curves else 1, figsize=(13 if curves else 8, 4.5), squeeze=False)
     bars = axes[0][0]
     width = 0.8 / max(len(metric_names), 1)
     for i, metric in enumerate(metric_names):
-        bars.bar([x + i * width for x in range(len(rows))], [100 * rows[r][metric] for r in rows], width, label=metric)
+        bars.bar([x + i * width for x in range(len(rows))], [100 * (rows[r][metric] or 0) for r in rows], width, label=metric)
     bars.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], list(rows), rotation=30, ha="right")
     bars.set_ylabel("%")
     bars.set_title(result.get("benchmark", ""))

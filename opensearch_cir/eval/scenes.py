@@ -30,6 +30,18 @@ def _png(scene: Any, size: int) -> bytes:
 def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_distractors: int = 2000,
         tune_subset: int = 200, test_subset: int | None = None, image_size: int = 64) -> dict:
     """Generate, index and evaluate the scenes benchmark of `seed` (seeds < 1000 are never trained on)."""
+    index, cases, notes = build(client, encoder, seed=seed, n_queries=n_queries, n_distractors=n_distractors,
+                                image_size=image_size)
+    result = run_composed(client, index, encoder, cases, name=f"scenes (seed {seed})", strategies=STRATEGIES,
+                          tune_subset=tune_subset, test_subset=test_subset)
+    result["gallery"] = client.count(index=index)["count"]
+    result["notes"] = notes
+    return result
+
+
+def build(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_distractors: int = 2000,
+          image_size: int = 64) -> tuple[str, list[Case], list[str]]:
+    """Generate and index the scenes of `seed` (cached) and their queries: (index name, cases, notes)."""
     from ..datasets.scenes import generate_catalog, generate_queries
     from ..ingest import Record
 
@@ -55,11 +67,8 @@ def run(client: Any, encoder: Any, *, seed: int = 0, n_queries: int = 2000, n_di
              relevant=frozenset(docs_of_key[q.target.key]), group=q.modification.kind, caption=q.reference.caption)
         for q in queries
     ]
-    result = run_composed(client, index, encoder, cases, name=f"scenes (seed {seed})", strategies=STRATEGIES,
-                          tune_subset=tune_subset, test_subset=test_subset)
-    result["gallery"] = len(blobs)
-    result["notes"] = [
+    notes = [
         f"gallery: {len(blobs)} rendered scenes ({image_size}px) indexed without captions",
         "pdv and rewrite are given the reference scene's generated caption (an oracle captioner)",
     ]
-    return result
+    return index, cases, notes

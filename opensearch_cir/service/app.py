@@ -29,6 +29,7 @@ from .health import CachedProbe
 from .inputs import check_form_fields, check_remote_url, clean_text, decode_base64, decode_image, fetch_remote, parse_json, read_upload
 from .limits import BodySizeLimit, RequestTimeout, UnexpectedErrors
 from .operations import compose_embedding, run_ingest, run_search
+from .sessions import add_routes as add_session_routes
 from .settings import Settings
 from .workers import Workers
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
 
     require_key = _api_key_dependency(settings)
     _add_routes(app, backend, require_key, workers)
+    add_session_routes(app, backend, [Depends(require_key)],
+                       lambda uploads, urls, settings: _reference_images(uploads, urls, settings, workers))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_docs(app)
     return app
@@ -171,6 +174,8 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         weights: str | None = Form(None, description="JSON object of weights of the strategy's parts."),
         k: int = Form(10, ge=1, description="Number of results."),
         explain: bool = Form(False, description="Return the score of every sub-query per result."),
+        rerank: str | None = Form(None, description="Rerankers after the strategy, comma separated: "
+                                  "exact, intersection, expansion, clauses (name:blend=0.5 for options)."),
     ) -> schemas.SearchResponse:
         """Composed search: reference image(s) and/or text, with negatives, filters and a strategy."""
         started = time.perf_counter()
@@ -188,6 +193,7 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
             weights=parse_json(weights, "weights", dict),
             k=k,
             explain=explain,
+            rerank=rerank,
         )
         if not (query["images"] or query["reference_ids"] or query["text"]):
             raise InputError("empty query: give a reference image, a reference id or a text")

@@ -80,6 +80,20 @@ def check_filters(filters: dict | None) -> dict:
     return filters
 
 
+def service_rerankers(value: str | None) -> list[str]:
+    """The built-in rerankers of a comma-separated list; URLs are refused (the service does not call
+    out to addresses its users choose; use the Python API for an external reranker)."""
+    from ..compose.rerank import RERANKERS, parse_reranker
+
+    names = [part.strip() for part in (value or "").split(",") if part.strip()]
+    for name in names:
+        if name.split(":")[0] not in RERANKERS:
+            raise InputError(f"rerank: {name!r} is not one of {', '.join(RERANKERS)} "
+                             "(external rerankers are configured in Python, not per request)")
+        parse_reranker(name)  # options checked now: a 422 before any work
+    return names
+
+
 def run_search(backend: Backend, query: dict, image_base: str) -> schemas.SearchResponse:
     """Run one composed query (the /search form's fields, checked) and shape its results;
     `image_base` + id is where a result's image is served."""
@@ -92,6 +106,7 @@ def run_search(backend: Backend, query: dict, image_base: str) -> schemas.Search
         k=query["k"],
         strategy=query["strategy"] or CompositeQuery.strategy,
         weights=parse_weights(query["weights"], backend.settings.max_candidates),
+        rerank=service_rerankers(query.get("rerank")),
     )
     response = search(backend.client, backend.settings.index, composite, backend.encoder, explain=query["explain"])
     rendered = response.rendered
@@ -112,6 +127,7 @@ def run_search(backend: Backend, query: dict, image_base: str) -> schemas.Search
         "pipeline": rendered.pipeline_id,
         "rewritten_caption": response.rewrite.text if response.rewrite else None,
         "negatives": response.rewrite.negatives if response.rewrite else [],
+        "rerank": list(composite.rerank),
     }
     return schemas.SearchResponse(strategy=rendered.strategy, total=len(results), results=results, query=interpreted)
 
