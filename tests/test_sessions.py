@@ -235,3 +235,12 @@ def test_multiturn_and_rerank_benchmarks_end_to_end(toy_fashion, tiny_encoder, t
     assert set(reranked["tuned"]["blend"].values()) <= set(rerank_eval.BLENDS)
     assert all(value >= 0 for value in reranked["latency_ms"].values())
     assert "| hybrid |" in write_report(reranked, tmp_path / "out", "rerank-fashion")["markdown"].read_text()
+
+
+def test_session_endpoints_refuse_misnamed_fields(api):
+    """As /search does (issue 13 item 5): a misnamed field is refused, not silently ignored."""
+    refused = api.post("/sessions", data={"strategie": "hybrid"})
+    assert refused.status_code == 422 and "strategy" in refused.json()["detail"]
+    session = api.post("/sessions", data={"k": "3"}).json()
+    turn = api.post(f"/sessions/{session['id']}/turns", data={"txt": "a red circle"})
+    assert turn.status_code == 422 and "text" in turn.json()["detail"]

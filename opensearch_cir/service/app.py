@@ -224,7 +224,7 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         return await workers.run(run_ingest, backend, uploads, caption_list, metadata_list)
 
 
-SEARCH_FIELDS = ("images", "image_url", "reference_id", "text", "negative_text", "filters", "strategy", "weights", "k", "explain")
+SEARCH_FIELDS = ("images", "image_url", "reference_id", "text", "negative_text", "filters", "strategy", "weights", "k", "explain", "rerank")
 INGEST_FIELDS = ("files", "captions", "metadata")
 
 

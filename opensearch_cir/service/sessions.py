@@ -26,7 +26,7 @@ from ..compose.session import Session, SessionStore
 from ..errors import InputError
 from . import schemas
 from .backend import Backend
-from .inputs import clean_text, parse_json
+from .inputs import check_form_fields, clean_text, parse_json
 from .operations import _caption_text, check_filters, parse_weights, service_rerankers
 
 BROWSE_MAX_SIZE = 100
@@ -78,6 +78,10 @@ def _info(store: SessionStore, session: Session, image_base: str) -> SessionInfo
                        settings=settings, turns=[_turn_info(n, t, image_base) for n, t in enumerate(session.turns, 1)])
 
 
+SESSION_FIELDS = ("strategy", "k", "filters", "weights", "rerank")
+TURN_FIELDS = ("images", "image_url", "reference_id", "text", "negative_text", "liked", "rejected", "keep", "explain")
+
+
 def add_routes(app: FastAPI, backend: Backend, protected: list, reference_images) -> None:
     """Mount the routes of the module docstring; `reference_images` is app.py's upload/URL reader."""
     settings = backend.settings
@@ -92,7 +96,7 @@ def add_routes(app: FastAPI, backend: Backend, protected: list, reference_images
         return session
 
     @app.post("/sessions", response_model=SessionInfo, status_code=201, dependencies=protected, tags=["sessions"])
-    def create_session(
+    async def create_session(
         request: Request,
         strategy: str | None = Form(None, description="Strategy of every turn (default: the service's)."),
         k: int = Form(10, ge=1, description="Results per turn."),
@@ -101,6 +105,7 @@ def add_routes(app: FastAPI, backend: Backend, protected: list, reference_images
         rerank: str | None = Form(None, description="Rerankers after the strategy, comma separated."),
     ) -> SessionInfo:
         """Start a multi-turn session; its turns are added with POST /sessions/{id}/turns."""
+        check_form_fields(await request.form(), SESSION_FIELDS)
         if k > settings.max_k:
             raise InputError(f"k: {k} is more than the limit of {settings.max_k}")
         defaults: dict[str, Any] = {"k": k, "filters": check_filters(parse_json(filters, "filters", dict)),
@@ -138,6 +143,7 @@ def add_routes(app: FastAPI, backend: Backend, protected: list, reference_images
         explain: bool = Form(False, description="Return each sub-query's score per result."),
     ) -> TurnInfo:
         """Add a turn and run it; the rule by which turns combine: docs/methods/sessions.md."""
+        check_form_fields(await request.form(), TURN_FIELDS)
         session = live(session_id)
         references = await reference_images(images or [], image_url or [], settings)
         inputs = dict(
