@@ -283,6 +283,7 @@ def write_phi_graph(layers: Sequence[PhiLayer], out: str | Path, *, input_scale:
         nodes, "phi", [helper.make_tensor_value_info(PHI_INPUT, TensorProto.FLOAT, ["batch", int(in_dim)])],
         [helper.make_tensor_value_info(PSEUDO_TOKEN, TensorProto.FLOAT, ["batch", int(out_dim)])], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="opensearch-cir")
+    model.ir_version = 8  # readable by every onnxruntime >= 1.15
     onnx.checker.check_model(model)
     onnx.save(model, out)
 
