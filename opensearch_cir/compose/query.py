@@ -54,6 +54,7 @@ from ..encoders.preprocess import read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
 from . import strategies as S
+from .hooks import Hooks
 from .rewrite import Rewrite, rewrite_caption
 
 STRATEGIES = ("image_only", "text_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "rewrite", "bm25", "hybrid",
@@ -357,8 +358,10 @@ def _with_filter(clause: dict, filter_clause: dict | None) -> dict:
 # -- preparing: references and encodings --------------------------------------------------------
 
 
-def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> PreparedQuery:
-    """Resolve references and encode all texts of `query` once (see the module docstring)."""
+def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hooks: Hooks | None = None) -> PreparedQuery:
+    """Resolve references and encode all texts of `query` once (see the module docstring); `hooks`
+    (default `Hooks.from_env()`) may caption an unindexed reference and rewrite the caption."""
+    hooks = hooks if hooks is not None else Hooks.from_env()
     image_vectors: list[np.ndarray] = []
     captions: list[str] = []
     excluded: list[str] = []
@@ -380,9 +383,14 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
             if source is not None:
                 captions += _first_caption(source.get(CAPTION_FIELD))
                 excluded.append(content_hash)
+    if query.caption is None and not captions and query.images:
+        captions += [c for c in [hooks.caption(blobs[0])] if c]
     caption = query.caption if query.caption is not None else (captions[0] if captions else None)
     text = query.text.strip()
     rewrite = rewrite_caption(caption or "", text) if text else Rewrite(text=caption or "")
+    rewritten_by_hook = hooks.rewrite(caption, text) if caption and text else None
+    if rewritten_by_hook:
+        rewrite = Rewrite(text=rewritten_by_hook, negatives=rewrite.negatives, rules=["hook"])
     negatives = [n for n in [query.negative.strip(), *rewrite.negatives] if n]
     texts = {
         "text": text or None,
@@ -489,9 +497,10 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
             result.sub_scores[name] = scores.get(result.id)
 
 
-def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
+def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False,
+           hooks: Hooks | None = None) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    prepared = prepare(client, index, query, encoder)
+    prepared = prepare(client, index, query, encoder, hooks=hooks)
     rendered = prepared.render()
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)
