@@ -305,3 +305,29 @@ def test_train_phi_learns_resumes_identically_and_installs(tiny_default, tmp_pat
     with pytest.raises(ValueError, match="another configuration"):
         train_phi(PhiConfig(**{**config.__dict__, "lr": 0.5}), captions, text, token_embedding, encoder.tokenizer, 0,
                   tmp_path / "b", progress=False)
+
+
+def test_shipped_default_model_carries_a_trained_phi():
+    """onnx_models/default ships the φ trained by `cir models train-phi` (int8 weights, < 2 MB)."""
+    folder = REPO / "onnx_models" / "default"
+    manifest = Manifest.load(folder, verify=True)
+    if manifest.phi is None or manifest.phi.graph is None:
+        pytest.skip("this checkout's default model has no φ")
+    assert (folder / manifest.phi.graph).stat().st_size < 2_000_000
+    training = manifest.phi.extra["training"]
+    assert training["curve"][-1]["val_loss"] < training["curve"][0]["val_loss"]
+    assert manifest.phi.extra["parity"]["composed_cosine_min"] > 0.98
+    encoder = load_encoder(folder, device="cpu", threads=1)
+    image = encoder.encode_texts(["a red t-shirt"])  # any unit vector of the right width
+    composed = encoder.phi.compose(image, ["in blue"])
+    assert composed.shape == (1, encoder.dim) and abs(float(np.linalg.norm(composed)) - 1) < 1e-5
+
+
+def test_cli_train_phi_checks_its_inputs(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "train-phi"])
+    assert result.exit_code == 2 and "--captions" in result.output
+    few = tmp_path / "few.txt"
+    few.write_text("a dog\na cat\n")
+    result = runner.invoke(app, ["models", "train-phi", "--captions", str(few)])
+    assert result.exit_code == 2 and "only 2 distinct captions" in result.output

@@ -110,6 +110,7 @@ def train_phi_command(
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     threads: int = typer.Option(2, help="torch threads."),
     source: str = typer.Option(None, "--source", help="HF checkpoint of a CLIP/SigLIP model (default: manifest source)."),
+    int8_weights: bool = typer.Option(False, "--int8-weights", help="Store φ's matrices as int8 (4x smaller)."),
 ) -> None:
     """Train φ text-only, LinCIR-style, for a model and install it (docs/phi.md)."""
     from ..training.phi import PhiConfig, read_captions, train_for_model, training_captions
@@ -122,7 +123,7 @@ def train_phi_command(
     config = PhiConfig(seed=seed, steps=steps, batch=batch, lr=lr, threads=threads, time_budget_minutes=minutes)
     model_dir = resources.resolve_model_dir(model)
     typer.echo(f"training φ for {model_dir} on {len(texts)} captions ({steps} steps of {batch}, ≤ {minutes} min)")
-    info = train_for_model(model_dir, texts, config, run_dir, source=source,
+    info = train_for_model(model_dir, texts, config, run_dir, source=source, int8_weights=int8_weights,
                            on_eval=lambda point: typer.echo(f"  {point}"))
     typer.echo(f"done: {info['steps']} steps in {info['seconds']:.0f} s; parity {info['parity']}")
 

@@ -151,7 +151,8 @@ def add_pseudo_token_graph(model_dir: str | Path, *, template: str | None = None
 
 
 def install_phi(model_dir: str | Path, layers: Sequence[PhiLayer], *, method: str, source: str,
-                input_scale: float = 1.0, template: str | None = None, extra: dict | None = None) -> Manifest:
+                input_scale: float = 1.0, template: str | None = None, extra: dict | None = None,
+                int8_weights: bool = False) -> Manifest:
     """Write `layers` as the folder's φ graph and record it in the manifest (the pseudo-token text
     graph is added first when missing); φ's output width must equal the text tower's token width."""
     model_dir = Path(model_dir)
@@ -162,9 +163,9 @@ def install_phi(model_dir: str | Path, layers: Sequence[PhiLayer], *, method: st
     if in_dim != manifest.embedding_dim or out_dim != manifest.phi.token_dim:
         raise CIRError(f"φ maps {in_dim} → {out_dim} but model {manifest.model_id} needs "
                        f"{manifest.embedding_dim} (embedding) → {manifest.phi.token_dim} (token embedding)")
-    write_phi_graph(layers, model_dir / PHI_GRAPH, input_scale=input_scale)
+    write_phi_graph(layers, model_dir / PHI_GRAPH, input_scale=input_scale, int8_weights=int8_weights)
     manifest.phi.graph, manifest.phi.method, manifest.phi.source = PHI_GRAPH, method, source
-    manifest.phi.extra = {"input_scale": input_scale, **(extra or {})}
+    manifest.phi.extra = {"input_scale": input_scale, "int8_weights": int8_weights, **(extra or {})}
     manifest.save(model_dir)
     return manifest
 
@@ -239,11 +240,14 @@ class PhiLayer:
     activation: str = "none"
 
 
-def write_phi_graph(layers: Sequence[PhiLayer], out: str | Path, *, input_scale: float = 1.0, opset: int = 17) -> None:
+def write_phi_graph(layers: Sequence[PhiLayer], out: str | Path, *, input_scale: float = 1.0, opset: int = 17,
+                    int8_weights: bool = False) -> None:
     """Write the MLP `layers` as an ONNX graph `image_embedding` float[N,D] → `pseudo_token` float[N,H].
 
     `input_scale` multiplies the (L2-normalised) input first: published φ were trained on CLIP's
-    unnormalised image features, whose norm is roughly constant per model.
+    unnormalised image features, whose norm is roughly constant per model. `int8_weights` stores each
+    weight matrix as int8 with one scale per output row (a quarter of the size; dequantised by a
+    Cast and a Mul that ONNX Runtime folds at load, so φ still computes in float).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -260,7 +264,15 @@ def write_phi_graph(layers: Sequence[PhiLayer], out: str | Path, *, input_scale:
         if index and weight.shape[1] != np.asarray(layers[index - 1].weight).shape[0]:
             raise CIRError(f"φ layer {index} takes {weight.shape[1]} inputs but layer {index - 1} gives "
                            f"{np.asarray(layers[index - 1].weight).shape[0]}")
-        initializers += [numpy_helper.from_array(weight, f"w{index}"), numpy_helper.from_array(bias, f"b{index}")]
+        initializers.append(numpy_helper.from_array(bias, f"b{index}"))
+        if int8_weights:
+            scale = np.maximum(np.abs(weight).max(axis=1, keepdims=True), np.finfo(np.float32).tiny) / 127
+            initializers += [numpy_helper.from_array(np.round(weight / scale).astype(np.int8), f"w{index}_int8"),
+                             numpy_helper.from_array(scale.astype(np.float32), f"w{index}_scale")]
+            nodes += [helper.make_node("Cast", [f"w{index}_int8"], [f"w{index}_float"], to=TensorProto.FLOAT),
+                      helper.make_node("Mul", [f"w{index}_float", f"w{index}_scale"], [f"w{index}"])]
+        else:
+            initializers.append(numpy_helper.from_array(weight, f"w{index}"))
         linear = f"linear{index}" if layer.activation != "none" or index < len(layers) - 1 else PSEUDO_TOKEN
         nodes.append(helper.make_node("Gemm", [current, f"w{index}", f"b{index}"], [linear], transB=1))
         current = linear

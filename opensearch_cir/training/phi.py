@@ -328,10 +328,11 @@ def torch_text_tower(model_dir: str | Path, source: str | None = None):
 
 
 def train_for_model(model_dir: str | Path, captions: Sequence[str], config: PhiConfig, run_dir: str | Path, *,
-                    source: str | None = None, progress: bool = True,
+                    source: str | None = None, progress: bool = True, int8_weights: bool = False,
                     on_eval: Callable[[dict], None] | None = None) -> dict:
     """Train φ text-only for the model in `model_dir` and install it there (`phi.onnx`,
-    `text.pseudo.onnx`, manifest `phi` section with the curve and the ONNX-vs-PyTorch parity)."""
+    `text.pseudo.onnx`, manifest `phi` section with the curve and the ONNX-vs-PyTorch parity);
+    `int8_weights` stores φ's matrices as int8 (see `encoders.phi.write_phi_graph`)."""
     from ..encoders.manifest import Manifest
     from ..encoders.phi import add_pseudo_token_graph, install_phi
     from ..encoders.runtime import load_tokenizer
@@ -347,7 +348,7 @@ def train_for_model(model_dir: str | Path, captions: Sequence[str], config: PhiC
                           lowercase=manifest.text.lowercase, progress=progress, on_eval=on_eval)
     if manifest.phi is None or manifest.phi.placeholder != config.placeholder:
         add_pseudo_token_graph(model_dir, template=template, placeholder=config.placeholder)
-    install_phi(model_dir, phi.to_layers(), method="lincir", template=None,
+    install_phi(model_dir, phi.to_layers(), method="lincir", template=None, int8_weights=int8_weights,
                 source=f"trained text-only (LinCIR self-masking) by `cir models train-phi` on {info['captions']} captions",
                 extra={"training": info})
     parity = composed_parity(model_dir, phi, tower, token_embedding, tokenizer, manifest.text.pad_id)
