@@ -88,3 +88,12 @@ def test_cir_search_with_phi(small_index, tiny_encoder, tmp_path):
                                       str(tiny_encoder.model_dir), "--k", "2", "--json", "--strategy", "phi"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["results"]) == 2
+
+
+def test_eval_harness_skips_phi_for_models_without_it(plain_encoder, tmp_path):
+    from opensearch_cir.engines import connect
+    from opensearch_cir.eval import scenes
+
+    result = scenes.run(connect(f"embedded://{tmp_path / 'engine'}"), plain_encoder, seed=3, n_queries=24,
+                        n_distractors=10, tune_subset=4)
+    assert "phi" not in result["strategies"] and "fusion" in result["strategies"]
