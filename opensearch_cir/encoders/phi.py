@@ -102,11 +102,9 @@ def _reference_source_bytes(graph, source: Path, out: Path) -> None:
     """Point large raw initializers at the identical bytes inside `source` (ONNX external data)."""
     from onnx import TensorProto
 
-    blob = source.read_bytes()
-    location = Path(source).resolve().relative_to(out.resolve().parent).as_posix() \
-        if source.resolve().parent == out.resolve().parent else None
-    if location is None:
+    if source.resolve().parent != out.resolve().parent:
         raise CIRError(f"sharing weights needs {out} beside {source}")
+    blob, location = source.read_bytes(), source.name
     for tensor in graph.initializer:
         if len(tensor.raw_data) < SHARED_BYTES_MIN:
             continue
