@@ -65,7 +65,7 @@ def encoder(tmp_path_factory):
     from opensearch_cir.encoders import load_encoder
     from opensearch_cir.encoders.tiny import build_tiny_model
 
-    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny")), device="cpu", threads=1)
+    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny"), phi=True), device="cpu", threads=1)
 
 
 @pytest.fixture()

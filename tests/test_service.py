@@ -364,3 +364,15 @@ def test_search_and_embed_on_a_cluster(opensearch_url, tiny_encoder, tmp_path):
         assert client.get("/health").json()["documents"] == len(scenes.records)
     finally:
         cluster.indices.delete(index=index)
+
+
+def test_search_with_phi_strategies(client, catalog):
+    """The tiny model carries a random φ: `phi` and `phi_hybrid` are offered and answer."""
+    assert {"phi", "phi_hybrid"} <= set(client.get("/health").json()["strategies"])
+    for strategy, sub_queries in (("phi", {"image_knn"}), ("phi_hybrid", {"caption_bm25", "image_knn", "caption_knn"})):
+        response = client.post("/search", files={"images": ("ref.png", catalog.reference_png(0), "image/png")},
+                               data={"text": catalog.scenes.queries[0].text, "k": "4", "strategy": strategy})
+        assert response.status_code == 200, response.text
+        assert set(response.json()["query"]["sub_queries"]) == sub_queries and len(response.json()["results"]) == 4
+    response = client.post("/search", data={"text": "a red circle", "strategy": "phi"})
+    assert response.status_code == 422 and "reference image" in detail(response)

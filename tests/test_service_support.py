@@ -46,7 +46,7 @@ def tiny_encoder(tmp_path_factory):
     from opensearch_cir.encoders import load_encoder
     from opensearch_cir.encoders.tiny import build_tiny_model
 
-    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny-model")), threads=1)
+    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny-model"), phi=True), threads=1)
 
 
 @pytest.fixture(scope="session")

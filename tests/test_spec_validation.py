@@ -212,7 +212,7 @@ def test_composed_query_bodies(spec, tmp_path):
     from opensearch_cir.ingest import Ingestor, Record
     from test_ingest import InMemoryClient
 
-    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1, device="cpu")
+    encoder = load_encoder(build_tiny_model(tmp_path / "tiny", phi=True), threads=1, device="cpu")
     client = InMemoryClient()
     admin.setup_index(client, "cir-q", encoder.manifest, pipelines={})
     buffer = io.BytesIO()

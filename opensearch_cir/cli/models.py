@@ -65,5 +65,68 @@ def list_command() -> None:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+_MODEL = typer.Option(None, "--model", help="Model name under onnx_models/ or a folder [default: the default model].")
+
+
+@models_app.command("import-phi")
+def import_phi_command(
+    checkpoint: Path = typer.Argument(..., exists=True, dir_okay=False, help="PyTorch checkpoint of a published φ."),
+    method: str = typer.Option(..., "--method", help="pic2word | searle | lincir (which published module it is)."),
+    model: str = _MODEL,
+    input_scale: float = typer.Option(1.0, "--input-scale", help="Multiplies the L2-normalised image embedding "
+                                      "before φ (published φ saw CLIP's unnormalised features; use their typical norm)."),
+    template: str = typer.Option(None, "--template", help='Prompt with {} for the text and the placeholder, e.g. '
+                                 '"a photo of $ that {}" (SEARLE, LinCIR) or "a photo of $ , {}" (Pic2Word).'),
+) -> None:
+    """Convert a Pic2Word / SEARLE / LinCIR φ state dict into the model's phi.onnx (+ text.pseudo.onnx)."""
+    from ..encoders.phi import PHI_METHODS, install_phi, load_state_dict, phi_layers_from_state_dict
+
+    if method not in PHI_METHODS:
+        raise typer.BadParameter(f"choose from {', '.join(PHI_METHODS)}", param_hint="--method")
+    model_dir = resources.resolve_model_dir(model)
+    try:
+        layers = phi_layers_from_state_dict(load_state_dict(checkpoint), method)
+        manifest = install_phi(model_dir, layers, method=method, source=f"imported from {checkpoint.name}",
+                               input_scale=input_scale, template=template)
+    except CIRError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"installed {method} φ ({len(layers)} layers, {manifest.embedding_dim} → {manifest.phi.token_dim}) "
+               f"in {model_dir}; prompt {manifest.phi.template!r}")
+
+
+@models_app.command("train-phi")
+def train_phi_command(
+    captions: List[Path] = typer.Option(None, "--captions", exists=True, dir_okay=False,
+                                        help="Caption file, one caption per line; repeat for several."),
+    data: Path = typer.Option(None, "--data", help="Instead of --captions: the shared data folder; its training "
+                              "captions are used (Flickr8k train, fashion train split, training scenes)."),
+    model: str = _MODEL,
+    run_dir: Path = typer.Option(Path("runs/phi"), "--run-dir", help="Checkpoint and curve (resumed when present)."),
+    steps: int = typer.Option(220, help="Optimizer steps."),
+    batch: int = typer.Option(32, help="Captions per step."),
+    seed: int = typer.Option(0, help="Seed of the split, sampling, masking, noise and initialisation."),
+    minutes: float = typer.Option(25.0, help="Stop (and install what was learned) after this many minutes."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    threads: int = typer.Option(2, help="torch threads."),
+    source: str = typer.Option(None, "--source", help="HF checkpoint of a CLIP/SigLIP model (default: manifest source)."),
+    int8_weights: bool = typer.Option(False, "--int8-weights", help="Store φ's matrices as int8 (4x smaller)."),
+) -> None:
+    """Train φ text-only, LinCIR-style, for a model and install it (docs/phi.md)."""
+    from ..training.phi import PhiConfig, read_captions, train_for_model, training_captions
+
+    if bool(captions) == (data is not None):
+        raise typer.BadParameter("give --captions FILE or --data DIR (one of them)")
+    texts = read_captions(captions) if captions else training_captions(data)
+    if len(texts) < 300:
+        raise typer.BadParameter(f"only {len(texts)} distinct captions; φ needs a few thousand")
+    config = PhiConfig(seed=seed, steps=steps, batch=batch, lr=lr, threads=threads, time_budget_minutes=minutes)
+    model_dir = resources.resolve_model_dir(model)
+    typer.echo(f"training φ for {model_dir} on {len(texts)} captions ({steps} steps of {batch}, ≤ {minutes} min)")
+    info = train_for_model(model_dir, texts, config, run_dir, source=source, int8_weights=int8_weights,
+                           on_eval=lambda point: typer.echo(f"  {point}"))
+    typer.echo(f"done: {info['steps']} steps in {info['seconds']:.0f} s; parity {info['parity']}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")

@@ -33,6 +33,8 @@ rewritten caption; sub-queries: `caption_bm25` = BM25 `match` on `caption`, `ima
 | rewrite       | image_knn(E_T(r)) (CIReVL-style: the rewritten caption as a text query)      |
 | bm25          | caption_bm25(r)                                                              |
 | hybrid        | caption_bm25(r) (w_bm25), image_knn(composed) (w_image), caption_knn(E_T(r)) (w_caption); composed = `weights.hybrid_vector` strategy's vector |
+| phi           | image_knn(E_T("a photo of $ that T" with φ(i) at $)) (textual inversion; needs a model with φ, see encoders.phi) |
+| phi_hybrid    | hybrid with the phi vector as the image_knn vector (caption_bm25(r) and caption_knn(E_T(r)) as in hybrid) |
 
 Negative text ("without a hood", given as `negative` or found by the rewriter) subtracts
 `weights.negative`·E_T(negative) from every vector; the rewriter also deletes it from r.
@@ -41,7 +43,7 @@ Negative text ("without a hood", given as `negative` or found by the rewriter) s
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -53,10 +55,21 @@ from ..encoders.preprocess import read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
 from . import strategies as S
+from .hooks import Hooks
 from .rewrite import Rewrite, rewrite_caption
 
-STRATEGIES = ("image_only", "text_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "rewrite", "bm25", "hybrid")
-IMAGE_STRATEGIES = {"image_only", "sum", "fusion", "caption_aware", "slerp", "pdv"}
+STRATEGIES = ("image_only", "text_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "rewrite", "bm25", "hybrid",
+              "phi", "phi_hybrid")
+PHI_STRATEGIES = {"phi", "phi_hybrid"}
+"""Strategies that need a model with a φ graph (`Encoder.phi`)."""
+
+
+def available_strategies(encoder: Any) -> list[str]:
+    """STRATEGIES that `encoder`'s model supports (the φ ones need a φ graph)."""
+    return [s for s in STRATEGIES if s not in PHI_STRATEGIES or getattr(encoder, "phi", None) is not None]
+
+
+IMAGE_STRATEGIES = {"image_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "phi"}
 TEXT_STRATEGIES = {"text_only", "sum", "fusion", "caption_aware", "slerp", "pdv"}
 NORMALIZATIONS = ("min_max", "l2", "z_score", "rrf")
 CAPTION_FIELD = "caption"
@@ -207,6 +220,7 @@ class PreparedQuery:
     caption_with_text: np.ndarray | None
     rewritten: np.ndarray | None
     excluded_ids: list[str]
+    phi: np.ndarray | None = None
 
     def vector(self, strategy: str, weights: Weights) -> np.ndarray:
         """The composed query vector of a single-vector strategy (negatives applied)."""
@@ -231,6 +245,10 @@ class PreparedQuery:
                 self.image, self.caption_vector, self.caption_with_text,
                 alpha_text=weights.pdv_alpha_text, alpha_image=weights.pdv_alpha_image, beta=weights.pdv_beta,
             )
+        elif strategy == "phi":
+            if self.phi is None:
+                raise InputError("strategy 'phi' needs a model with a φ graph (`cir models train-phi` / `import-phi`)")
+            vector = S.normalize(self.phi)
         elif strategy == "rewrite":
             if self.rewritten is None:
                 raise InputError("strategy 'rewrite' needs a reference caption or a modification text")
@@ -248,6 +266,8 @@ class PreparedQuery:
         `dialect`: the cluster's version rules (`dialect.detect(client)`; default: the latest)."""
         strategy = strategy or self.query.strategy
         weights = weights or self.query.weights
+        if strategy == "phi_hybrid":
+            weights = replace(weights, hybrid_vector="phi")
         k = int(k or self.query.k)
         candidates = max(k, weights.candidates)
         named: list[tuple[str, dict, float]] = []
@@ -255,10 +275,10 @@ class PreparedQuery:
             vector = self.vector(strategy, weights)
             named = [("image_knn", dsl.knn_clause(IMAGE_FIELD, vector, candidates), 1 - weights.beta),
                      ("caption_knn", dsl.knn_clause(CAPTION_VECTOR_FIELD, vector, candidates), weights.beta)]
-        elif strategy in ("bm25", "hybrid"):
+        elif strategy in ("bm25", "hybrid", "phi_hybrid"):
             if self.rewrite.text:
                 named.append(("caption_bm25", dsl.match_clause(CAPTION_FIELD, self.rewrite.text), weights.bm25))
-            if strategy == "hybrid":
+            if strategy != "bm25":
                 composed = self._hybrid_vector(weights)
                 named.append(("image_knn", dsl.knn_clause(IMAGE_FIELD, composed, candidates), weights.image))
                 if self.rewritten is not None:
@@ -282,7 +302,8 @@ class PreparedQuery:
             return self.vector("text_only" if self.text is not None else "rewrite", weights)
         if self.text is None:
             return self.vector("image_only", weights)
-        if weights.hybrid_vector == "pdv" and self.caption_vector is None:
+        if (weights.hybrid_vector == "pdv" and self.caption_vector is None) or \
+                (weights.hybrid_vector == "phi" and self.phi is None):
             return self.vector("fusion", weights)
         return self.vector(weights.hybrid_vector, weights)
 
@@ -339,8 +360,10 @@ def _filter(filters: dict[str, Any], excluded_ids: list[str]) -> dict | None:
 # -- preparing: references and encodings --------------------------------------------------------
 
 
-def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> PreparedQuery:
-    """Resolve references and encode all texts of `query` once (see the module docstring)."""
+def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hooks: Hooks | None = None) -> PreparedQuery:
+    """Resolve references and encode all texts of `query` once (see the module docstring); `hooks`
+    (default `Hooks.from_env()`) may caption an unindexed reference and rewrite the caption."""
+    hooks = hooks if hooks is not None else Hooks.from_env()
     image_vectors: list[np.ndarray] = []
     captions: list[str] = []
     excluded: list[str] = []
@@ -362,9 +385,14 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
             if source is not None:
                 captions += _first_caption(source.get(CAPTION_FIELD))
                 excluded.append(content_hash)
+    if query.caption is None and not captions and query.images:
+        captions += [c for c in [hooks.caption(blobs[0])] if c]
     caption = query.caption if query.caption is not None else (captions[0] if captions else None)
     text = query.text.strip()
     rewrite = rewrite_caption(caption or "", text) if text else Rewrite(text=caption or "")
+    rewritten_by_hook = hooks.rewrite(caption, text) if caption and text else None
+    if rewritten_by_hook:
+        rewrite = Rewrite(text=rewritten_by_hook, negatives=rewrite.negatives, rules=["hook"])
     negatives = [n for n in [query.negative.strip(), *rewrite.negatives] if n]
     texts = {
         "text": text or None,
@@ -376,9 +404,11 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
     unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
     encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
     vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
+    image = S.mean_vector(image_vectors) if image_vectors else None
+    phi = getattr(encoder, "phi", None)
     return PreparedQuery(
         query=query,
-        image=S.mean_vector(image_vectors) if image_vectors else None,
+        image=image,
         caption=caption,
         rewrite=rewrite,
         text=vectors["text"],
@@ -387,6 +417,7 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         caption_with_text=vectors["caption_with_text"],
         rewritten=vectors["rewritten"],
         excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
+        phi=phi.compose(image[None], [text])[0] if phi is not None and image is not None else None,
     )
 
 
@@ -471,9 +502,10 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
             result.sub_scores[name] = scores.get(result.id)
 
 
-def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
+def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False,
+           hooks: Hooks | None = None) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    return run_prepared(client, index, prepare(client, index, query, encoder), encoder, explain=explain)
+    return run_prepared(client, index, prepare(client, index, query, encoder, hooks=hooks), encoder, explain=explain)
 
 
 def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any = None, *,

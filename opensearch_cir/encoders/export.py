@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import CIRError
 from .manifest import ImageSpec, Manifest, TextSpec
+from .phi import add_pseudo_token_graph
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,8 @@ def run_graph(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
 
 def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str] = ("fp32",), *,
               model_id: str | None = None, opset: int = 17) -> Manifest:
-    """Export a Hugging Face CLIP or SigLIP checkpoint (hub id or local folder) to `out_dir`."""
+    """Export a Hugging Face CLIP or SigLIP checkpoint (hub id or local folder) to `out_dir`, with the
+    pseudo-token text graph for textual inversion (`encoders.phi`; a φ is added by `import-phi`)."""
     torch = _require_torch()
     try:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -368,7 +370,7 @@ def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str]
             tokenizer.backend_tokenizer.save(str(tokenizer_file))
             text_spec = TextSpec(tokenizer="tokenizer.json", kind="clip_bpe", context_length=context,
                                  pad_id=int(tokenizer.pad_token_id), pad_to_context=False)
-        return export_towers(
+        export_towers(
             *hf_towers(model, family),
             out_dir=out_dir, image_spec=image_spec, text_spec=text_spec, tokenizer_file=tokenizer_file,
             model_id=model_id or Path(source.rstrip("/")).name, source=source, family=family,
@@ -376,6 +378,7 @@ def export_hf(source: str | Path, out_dir: str | Path, precisions: Iterable[str]
             attention_shapes={tower: (config.num_attention_heads, config.hidden_size)
                               for tower, config in (("image", config.vision_config), ("text", config.text_config))},
         )
+    return add_pseudo_token_graph(out_dir)
 
 
 def hf_towers(model, family: str):

@@ -12,6 +12,10 @@ A model folder holds `manifest.json`, the ONNX graphs of each precision, and the
 Image graph: input `pixel_values` float[N,3,H,W] → output `embedding` float[N,D], projected and
 L2-normalised. Text graph: inputs `input_ids` int64[N,L] and `attention_mask` int64[N,L] →
 output `embedding` float[N,D], projected and L2-normalised.
+
+Optional textual inversion (`phi`, see `encoders.phi`): `text.pseudo.onnx` (the text graph with
+`pseudo_token` float[N,H] and `placeholder_position` int64[N] inputs) and `phi.onnx`
+(`image_embedding` float[N,D] → `pseudo_token` float[N,H]).
 """
 
 from __future__ import annotations
@@ -70,6 +74,26 @@ class TextSpec:
 
 
 @dataclass
+class PhiSpec:
+    """Textual inversion for this model (see `encoders.phi`).
+
+    text_graph: the pseudo-token text graph; graph: the φ graph (None until one is imported or
+    trained); template: the prompt, with `{}` for the modification text and `placeholder` where the
+    pseudo token goes; token_dim: H, the text encoder's token-embedding width; method: pic2word |
+    searle | lincir; source: where φ came from; extra: training curve, parity, notes.
+    """
+
+    text_graph: str
+    token_dim: int
+    template: str = "a photo of $ that {}"
+    placeholder: str = "$"
+    graph: str | None = None
+    method: str | None = None
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class Manifest:
     """Everything the runtime needs to load and run a model; see the module docstring."""
 
@@ -84,6 +108,7 @@ class Manifest:
     sha256: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
+    phi: PhiSpec | None = None
 
     # -- loading and saving ------------------------------------------------------------------
 
@@ -93,7 +118,8 @@ class Manifest:
             data = dict(data)
             image = ImageSpec(**data.pop("image"))
             text = TextSpec(**data.pop("text"))
-            manifest = cls(image=image, text=text, **data)
+            phi = data.pop("phi", None)
+            manifest = cls(image=image, text=text, phi=PhiSpec(**phi) if phi else None, **data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"malformed manifest: {exc}") from exc
         if manifest.format_version != FORMAT_VERSION:
@@ -125,7 +151,10 @@ class Manifest:
         return manifest
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["phi"] is None:
+            del data["phi"]
+        return data
 
     def save(self, model_dir: str | Path) -> Path:
         """Write the manifest, recording the sha256 of every file it references."""
@@ -142,6 +171,8 @@ class Manifest:
         names = {self.text.tokenizer}
         for graphs in self.variants.values():
             names.update(graphs.values())
+        if self.phi is not None:
+            names.update(name for name in (self.phi.text_graph, self.phi.graph) if name)
         return names
 
     def graph(self, tower: Literal["image", "text"], precision: str) -> str:

@@ -75,6 +75,7 @@ class Encoder:
         self._input_names = {tower: [i.name for i in session.get_inputs()] for tower, session in self._sessions.items()}
         self.preprocess = ImagePreprocessor(self.manifest.image)
         self.tokenizer = load_tokenizer(self.model_dir / self.manifest.text.tokenizer, self.manifest.text)
+        self.phi = self._open_phi(ort, options)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -130,6 +131,16 @@ class Encoder:
                                         sess_options=options, providers=providers)
             for tower in ("image", "text")
         }
+
+    def _open_phi(self, ort, options):
+        """φ and the pseudo-token text graph (`encoders.phi.PhiComposer`) when the model has a φ, else None."""
+        if self.manifest.phi is None or not self.manifest.phi.graph:
+            return None
+        from .phi import PhiComposer
+
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
+        return PhiComposer(self.model_dir, self.manifest, self.tokenizer,
+                           lambda path: ort.InferenceSession(str(path), sess_options=options, providers=providers))
 
     def _run(self, tower: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         session = self._sessions[tower]

@@ -35,8 +35,9 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def build_tiny_model(out_dir: str | Path, dim: int = 32, *, seed: int = 0) -> Path:
-    """Write a complete tiny model folder (image.onnx, text.onnx, tokenizer.json, manifest.json)."""
+def build_tiny_model(out_dir: str | Path, dim: int = 32, *, seed: int = 0, phi: bool = False) -> Path:
+    """Write a complete tiny model folder (image.onnx, text.onnx, tokenizer.json, manifest.json);
+    with `phi`, also a random φ and the pseudo-token text graph (`encoders.phi`)."""
     import onnx
 
     out_dir = Path(out_dir)
@@ -58,6 +59,13 @@ def build_tiny_model(out_dir: str | Path, dim: int = 32, *, seed: int = 0) -> Pa
         opset=TINY_OPSET,
         extra={"seed": seed, "note": "random weights, for tests only"},
     ).save(out_dir)
+    if phi:
+        from .phi import PhiLayer, install_phi
+
+        layers = [PhiLayer(rng.standard_normal((2 * dim, dim)).astype(np.float32), np.zeros(2 * dim, np.float32), "gelu"),
+                  PhiLayer(rng.standard_normal((dim, 2 * dim)).astype(np.float32) / np.sqrt(2 * dim),
+                           np.zeros(dim, np.float32))]
+        install_phi(out_dir, layers, method="lincir", source="random (opensearch_cir.encoders.tiny)")
     return out_dir
 
 

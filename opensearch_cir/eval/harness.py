@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from ..compose.query import CompositeQuery, PreparedQuery, Weights, execute, prepare
+from ..compose.query import PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights, execute, prepare
 from ..errors import CIRError
 from . import metrics
 
@@ -137,6 +137,8 @@ def run_composed(
     metrics (CIRR's Recall_subset, CIRCO's mAP@5/25) to each strategy's overall numbers.
     """
     base = base or Weights()
+    if getattr(encoder, "phi", None) is None:  # φ strategies need a model with a φ graph
+        strategies = [s for s in strategies if s not in PHI_STRATEGIES]
     k = max(RECALL_KS)
     dev = [c for c in cases if is_dev_query(c.id)]
     test = [c for c in cases if not is_dev_query(c.id)]
@@ -171,6 +173,9 @@ def run_composed(
     if "hybrid" in strategies:
         tuned["hybrid"], tuning["hybrid.weights"], tuning["hybrid.normalization"] = _tune_hybrid(
             evaluate("hybrid"), fused, tuned.get("pdv"))
+    if "phi_hybrid" in strategies:
+        tuned["phi_hybrid"], tuning["phi_hybrid.weights"], tuning["phi_hybrid.normalization"] = _tune_hybrid(
+            evaluate("phi_hybrid"), fused, None)
     progress.update()
     for strategy in strategies:
         tuned.setdefault(strategy, base)
@@ -227,6 +232,7 @@ _PARAMETERS = {
     "fusion": ("alpha",), "caption_aware": ("alpha", "beta"), "slerp": ("lam",),
     "pdv": ("pdv_alpha_text", "pdv_alpha_image", "pdv_beta"),
     "hybrid": ("bm25", "image", "caption", "hybrid_vector", "alpha", "normalization"),
+    "phi_hybrid": ("bm25", "image", "caption", "normalization"),
 }  # fmt: skip
 
 

@@ -29,13 +29,14 @@ from tqdm import tqdm
 
 from .. import dsl
 from ..compose import strategies as S
-from ..compose.query import IMAGE_FIELD, CompositeQuery, PreparedQuery, Weights, prepare
+from ..compose.query import IMAGE_FIELD, PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights, prepare
 from ..errors import InputError
 from . import official
 from .formats import FASHIONIQ_CATEGORIES, Benchmark, load
 from .harness import GRID, reuse_index, tune_scalar
 
-STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp")
+STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp", "phi")
+"""Image-only galleries: no caption strategies; `phi` runs when the model has a φ graph."""
 TUNED = {"fusion": "alpha", "slerp": "lam"}
 REFERENCE_CHOICES = ("official", "remove", "keep")
 BATCH = 64
@@ -88,7 +89,7 @@ def run(dataset: str, root: str | Path, client: Any, encoder: Any, settings: Set
         "notes": first["notes"]}
     if all(r["strategies"] for r in per_category.values()):
         result["strategies"] = {s: official.fashioniq_summary({c: r["strategies"][s] for c, r in per_category.items()})
-                                for s in settings.strategies}
+                                for s in first["strategies"]}
         result["notes"] = result["notes"] + ["Rows: R@10 and R@50 averaged over dress, shirt and toptee; "
                                              "overall = (R@10 + R@50) / 2, the papers' 'Avg.' column."]
     return result
@@ -107,7 +108,8 @@ def run_split(benchmark: Benchmark, client: Any, encoder: Any, settings: Setting
     scores: dict[str, dict] = {}
     groups: dict[str, dict[str, dict]] = {}
     submissions: dict[str, dict[str, str]] = {}
-    for strategy in tqdm(settings.strategies, desc=f"{benchmark.name}: ranking", unit="strategy", leave=False):
+    strategies = [s for s in settings.strategies if s not in PHI_STRATEGIES or getattr(encoder, "phi", None) is not None]
+    for strategy in tqdm(strategies, desc=f"{benchmark.name}: ranking", unit="strategy", leave=False):
         rankings = rank(client, index, prepared, strategy, tuned[strategy])
         subsets = rank_subsets(client, index, prepared, benchmark, strategy, tuned[strategy], remove) \
             if protocol.subset_ks else None
@@ -124,7 +126,7 @@ def run_split(benchmark: Benchmark, client: Any, encoder: Any, settings: Setting
         "protocol": describe_protocol(benchmark, settings, remove, len(prepared), empty, curves),
         "strategies": scores,
         "groups": groups,
-        "tuned": {s: _parameters(s, tuned[s]) for s in settings.strategies},
+        "tuned": {s: _parameters(s, tuned[s]) for s in strategies},
         "tuning": curves,
         "submissions": submissions,
         "notes": [] if not submissions or remove == protocol.remove_reference else

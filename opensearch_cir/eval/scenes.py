@@ -16,7 +16,7 @@ from typing import Any
 from ..ingest.records import document_id
 from .harness import Case, build_index, run_composed
 
-STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp", "pdv", "rewrite")
+STRATEGIES = ("image_only", "text_only", "sum", "fusion", "slerp", "pdv", "rewrite", "phi")
 
 
 def _png(scene: Any, size: int) -> bytes:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..compose import STRATEGIES, CompositeQuery
+from ..compose.query import available_strategies
 from ..errors import InputError
 from ..ingest.records import local_path
 from . import handlers, schemas
@@ -118,14 +119,16 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         except Exception as exc:  # health reports failures instead of raising them
             engine_ok, problem = False, f"engine: {exc}"
         model_id = dim = None
+        strategies = list(STRATEGIES)
         try:
             model_id, dim = backend.encoder.model_id, backend.encoder.dim
+            strategies = available_strategies(backend.encoder)
         except Exception as exc:
             problem = (problem + "; " if problem else "") + f"model: {exc}"
         status = "ok" if engine_ok and index_exists and model_id else "degraded"
         return schemas.Health(status=status, version=__version__, engine=_public_url(settings.engine_url),
                               index=settings.index, index_exists=index_exists, documents=documents,
-                              model_id=model_id, dimension=dim, strategies=list(STRATEGIES),
+                              model_id=model_id, dimension=dim, strategies=strategies,
                               default_strategy=CompositeQuery.strategy, problem=problem)
 
     health_probe = CachedProbe(probe_health)
