@@ -53,7 +53,7 @@ def prepared(filters: dict, negative: bool, references: list[str]) -> PreparedQu
     query = CompositeQuery(text="in navy", negative="a hood" if negative else "", filters=filters)
     return PreparedQuery(query=query, image=unit(1), caption="a red jacket", rewrite=Rewrite(text="a navy jacket"),
                          text=unit(2), negative=unit(3) if negative else None, caption_vector=unit(4),
-                         caption_with_text=unit(5), rewritten=unit(6), excluded_ids=references)
+                         caption_with_text=unit(5), rewritten=unit(6), phi=unit(7), excluded_ids=references)
 
 
 class Recorder:
