@@ -337,8 +337,24 @@ def _with_filter(clause: dict, filter_clause: dict | None) -> dict:
 # -- preparing: references and encodings --------------------------------------------------------
 
 
-def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> PreparedQuery:
-    """Resolve references and encode all texts of `query` once (see the module docstring)."""
+def texts_needed(strategy: str, weights: Weights) -> set[str]:
+    """The PreparedQuery texts (text, negative, caption, caption_with_text, rewritten) that
+    `strategy` can read: a search encodes only these; evaluation, rendering many strategies, all."""
+    vector_strategy = weights.hybrid_vector if strategy == "hybrid" else strategy
+    needed = {"negative"}
+    if strategy == "hybrid" or vector_strategy not in ("image_only", "bm25", "rewrite"):
+        needed.add("text")
+    if strategy == "hybrid" or vector_strategy == "rewrite":
+        needed.add("rewritten")
+    if vector_strategy == "pdv":
+        needed |= {"caption", "caption_with_text"}
+    return needed
+
+
+def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *,
+            only_strategy: bool = False) -> PreparedQuery:
+    """Resolve references and encode the texts of `query` once (see the module docstring): all of
+    them, or with `only_strategy` just those the query's own strategy needs (what `search` does)."""
     image_vectors: list[np.ndarray] = []
     captions: list[str] = []
     excluded: list[str] = []
@@ -371,6 +387,9 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any) -> Pre
         "caption_with_text": f"{caption} {text}" if caption and text else None,
         "rewritten": rewrite.text or None,
     }
+    if only_strategy:
+        needed = texts_needed(query.strategy, query.weights)
+        texts = {name: (value if name in needed else None) for name, value in texts.items()}
     unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
     encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
     vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
@@ -468,7 +487,7 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
 
 def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    prepared = prepare(client, index, query, encoder)
+    prepared = prepare(client, index, query, encoder, only_strategy=True)
     rendered = prepared.render()
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

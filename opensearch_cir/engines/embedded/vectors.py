@@ -3,7 +3,10 @@
 Rows live in an append-only float32 file (row i = document ordinal i, zeros where a document has
 no vector), memory-mapped for exact search by matrix product. Above `hnsw_threshold` rows a faiss
 HNSW graph (the mapping's m / ef_construction) serves unfiltered and non-selective filtered queries;
-it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since.
+it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since. All new
+rows go to faiss in one `add`: faiss then inserts them highest HNSW level first, which gives a
+better graph than inserting in slices (each slice's upper-level nodes would land after the
+previous slice's level-0 nodes).
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class VectorField:
             rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
         return rows
 
-    def ensure_hnsw(self, n_rows: int, chunk: int = 20_000):
+    def ensure_hnsw(self, n_rows: int):
         """Load, build or extend the HNSW graph so that it covers `n_rows` rows."""
         import faiss
 
@@ -129,10 +132,7 @@ class VectorField:
             self._hnsw.hnsw.efConstruction = int(method.get("ef_construction", 100))
             self._hnsw_rows = 0
         if self._hnsw_rows < n_rows:
-            start = self._hnsw_rows
-            rows = self.rows(n_rows)
-            for begin in range(start, n_rows, chunk):
-                self._hnsw.add(self._index_rows(rows[begin : min(begin + chunk, n_rows)]))
+            self._hnsw.add(self._index_rows(self.rows(n_rows)[self._hnsw_rows:]))
             self._hnsw_rows = n_rows
             self._save_cached(faiss)
         return self._hnsw
