@@ -137,3 +137,68 @@ def test_ingestor_writes_in_bulks_of_write_batch_size(tmp_path):
     assert client.bulk_sizes == [6, 4]
     assert ingestor.report.indexed == 10
     assert engine.count(index="cir-w")["count"] == 10
+
+
+def _clustered(n, dim, seed=0):
+    """Unit vectors of low intrinsic dimension (16-d latent clusters mapped to `dim`), like embeddings."""
+    latent = np.random.default_rng(99)
+    projection, centres = latent.normal(size=(16, dim)), latent.normal(size=(20, 16))
+    rng = np.random.default_rng(seed)
+    rows = (centres[rng.integers(0, 20, n)] + 0.6 * rng.normal(size=(n, 16))) @ projection
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_quantizer_levels_codes_and_first_pass_k():
+    from opensearch_cir.engines.embedded.quantize import Codebook, bytes_per_vector, first_pass_k
+
+    rows = _clustered(500, 64)
+    assert [bytes_per_vector(level, 256) for level in ("1x", "2x", "4x", "8x", "16x", "32x")] == [1024, 512, 256, 128, 64, 32]
+    for level in ("2x", "4x", "8x", "16x", "32x"):
+        book = Codebook.train(level, rows)
+        codes = book.encode(rows)
+        assert codes.nbytes == len(rows) * bytes_per_vector(level, 64)
+        approx = book.first_pass(rows[0], codes, "innerproduct")
+        assert approx.argmax() == 0 or approx[0] == approx.max()  # a row is (one of) its own nearest codes
+    # thermometer thresholds: a higher value never has fewer bits set (k-NN MultiBitScalarQuantizer)
+    book = Codebook.train("8x", rows)
+    low, high = rows[:1].copy(), rows[:1] + 1.0
+    assert np.unpackbits(book.encode(high)).sum() >= np.unpackbits(book.encode(low)).sum()
+    assert first_pass_k(10, "32x", 256) == 100 and first_pass_k(50, "32x", 256) == 150
+    assert first_pass_k(50, "8x", 768) == 100 and first_pass_k(200, "8x", 1024) == 200 and first_pass_k(10, "2x", 256) == 10
+
+
+@pytest.mark.parametrize("level", ["2x", "4x", "8x", "16x", "32x"])
+def test_on_disk_compressed_field_rescores_to_near_exact_recall(tmp_path, level):
+    from opensearch_cir.engines.embedded import EmbeddedClient
+
+    dim, n = 64, 3000
+    rows = _clustered(n, dim)
+    client = EmbeddedClient(tmp_path / "e")
+    vector = {"type": "knn_vector", "dimension": dim, "space_type": "innerproduct"}
+    client.indices.create(index="cir-c", body={"mappings": {"properties": {
+        "exact": vector, "packed": {**vector, "mode": "on_disk", "compression_level": level}}}})
+    body = []
+    for i, row in enumerate(rows):
+        body += [{"index": {"_index": "cir-c", "_id": str(i)}}, {"exact": row.tolist(), "packed": row.tolist()}]
+    client.bulk(body=body)
+    queries = _clustered(40, dim, seed=1)
+    hits = 0
+    for q in queries:
+        truth = set(np.argsort(-(rows @ q))[:10].astype(str))
+        response = client.search(index="cir-c", body={"size": 10, "_source": False,
+                                                      "query": {"knn": {"packed": {"vector": q.tolist(), "k": 10}}}})
+        found = [h["_id"] for h in response["hits"]["hits"]]
+        hits += len(truth & set(found))
+        top = response["hits"]["hits"][0]
+        assert top["_score"] == pytest.approx(1 + float(rows[int(top["_id"])] @ q), abs=1e-5)  # rescored: exact score
+    assert hits / (10 * len(queries)) >= 0.93
+
+
+def test_compression_settings_are_checked(tmp_path):
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.errors import EngineError
+
+    client = EmbeddedClient(tmp_path / "e")
+    with pytest.raises(EngineError, match="compression_level"):
+        client.indices.create(index="cir-bad", body={"mappings": {"properties": {
+            "v": {"type": "knn_vector", "dimension": 8, "compression_level": "3x"}}}})
