@@ -202,3 +202,72 @@ def test_compression_settings_are_checked(tmp_path):
     with pytest.raises(EngineError, match="compression_level"):
         client.indices.create(index="cir-bad", body={"mappings": {"properties": {
             "v": {"type": "knn_vector", "dimension": 8, "compression_level": "3x"}}}})
+
+
+def test_shards_partition_the_input_and_parse():
+    from opensearch_cir.errors import InputError
+    from opensearch_cir.ingest.shards import parse_shard, shard, shard_total
+
+    items = list(range(11))
+    parts = [list(shard(items, i, 3)) for i in range(3)]
+    assert sorted(sum(parts, [])) == items and [len(p) for p in parts] == [shard_total(11, i, 3) for i in range(3)]
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "a/2", "1", "-1/2"):
+        with pytest.raises(InputError):
+            parse_shard(bad)
+
+
+def test_two_workers_index_every_image_once_and_a_rerun_is_idempotent(tmp_path):
+    from PIL import Image
+
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.ingest import ingest
+    from opensearch_cir.ingest.shards import ingest_sharded, shard
+
+    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(9):
+        Image.new("RGB", (24, 24), (i * 25, 255 - i * 25, 7)).save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text(f"square number {i}")
+    client = EmbeddedClient(tmp_path / "engine")
+    setup_index(client, "cir-shards", encoder.manifest)
+    report = ingest_sharded(client, "cir-shards", encoder, folder, parallel=2, batch_size=2)
+    assert (report.input, report.indexed, report.failed) == (9, 9, 0)
+    assert client.count(index="cir-shards")["count"] == 9
+    # worker 1 of 2 run again (a retried machine): the same documents are updated, none added
+    from opensearch_cir.ingest.sources import open_source
+
+    records, _ = open_source(folder)
+    again = ingest(client, "cir-shards", encoder, list(shard(records, 1, 2)))
+    assert again.indexed == 4 and client.count(index="cir-shards")["count"] == 9
+
+
+def test_cli_ingest_shard_and_parallel(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from opensearch_cir.cli import app
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.engines.embedded import EmbeddedClient
+
+    model = build_tiny_model(tmp_path / "tiny")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        Image.new("RGB", (24, 24), (i * 40, 9, 9)).save(folder / f"img{i}.png")
+    def base(engine: str) -> list[str]:  # one engine folder per run: the CLI keeps its writer lock
+        return ["ingest", str(folder), "--url", f"embedded://{tmp_path / engine}", "--index", "cir-cli",
+                "--model", str(model), "--device", "cpu"]
+
+    first = CliRunner().invoke(app, [*base("one"), "--shard", "0/2"])
+    assert first.exit_code == 0, first.output
+    assert EmbeddedClient(tmp_path / "one").count(index="cir-cli")["count"] == 3  # images 0, 2, 4
+    both = CliRunner().invoke(app, [*base("two"), "--parallel", "2", "--errors", str(tmp_path / "e.jsonl")])
+    assert both.exit_code == 0, both.output
+    assert "indexed 5" in both.output
+    assert EmbeddedClient(tmp_path / "two").count(index="cir-cli")["count"] == 5
+    bad = CliRunner().invoke(app, [*base("three"), "--shard", "2/2"])
+    assert bad.exit_code != 0 and "--shard" in bad.output

@@ -22,6 +22,9 @@ def ingest_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch and bulk request."),
     workers: int = typer.Option(2, "--workers", min=1, help="Threads decoding images while the encoder runs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: index only worker I's share of SOURCE "
+                                             "(run workers 0..N-1, e.g. one per machine; ids are content hashes)."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="Workers run at once in this process, each on its share."),
     setup: bool = typer.Option(True, "--setup/--no-setup", help="Create/upgrade template, index and pipelines first "
                                "(--no-setup: the index must exist; its model is still checked)."),
     ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
@@ -32,6 +35,7 @@ def ingest_command(
     from ..encoders import load_encoder
     from ..errors import CIRError, IngestInterruptedError
     from ..ingest import Ingestor
+    from ..ingest.shards import ingest_sharded, parse_shard, shard, shard_total
     from ..ingest.sources import open_source
 
     try:
@@ -41,7 +45,14 @@ def ingest_command(
             setup_index(client, index, encoder.manifest)
         else:
             check_index_model(client, index, encoder.manifest)
+        of = parse_shard(shard_spec) if shard_spec else (0, 1)
+        if parallel > 1:
+            report = ingest_sharded(client, index, encoder, source, parallel=parallel, of=of, batch_size=batch_size,
+                                    workers=workers, resume=resume, errors=errors, allow_remote=allow_remote)
+            typer.echo(report.summary())
+            raise typer.Exit(3 if report.interrupted else 1 if report.failed else 0)
         records, total = open_source(source)
+        records, total = shard(records, *of), shard_total(total, *of)
         ingestor = Ingestor(
             client, index, encoder, batch_size=batch_size, workers=workers, resume=resume, errors=errors,
             allow_remote=allow_remote, progress=True, total=total,
