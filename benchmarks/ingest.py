@@ -128,6 +128,9 @@ def main() -> None:
     for captions, label in (("1", "with captions"), ("0", "images only")):
         old, new = best[("old", captions)], best[("new", captions)]
         print(f"| {label} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {new / ceiling:.2f} |")
+    for captions, label in (("1", "with captions"), ("0", "images only")):
+        paired = [n / o for n, o in zip(rates[("new", captions)], rates[("old", captions)])]
+        print(f"{label}: new / old per round {', '.join(f'{r:.2f}x' for r in paired)} (median {np.median(paired):.2f}x)")
     print(f"pure image encoding: {ceiling:.1f} img/s")
     print(f"caption vectors, new vs old path, same documents: cosine min {cosines.min():.5f}, "
           f"mean {cosines.mean():.5f} over {len(cosines)} documents")
