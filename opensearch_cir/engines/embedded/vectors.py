@@ -24,7 +24,7 @@ import numpy as np
 
 from ...scoring import knn_score, raw_similarity
 from .mapping import FieldSpec
-from .quantize import Codebook, first_pass_k
+from .quantize import TRAINING_SAMPLE, Codebook, first_pass_k
 
 # Efficient filtering (k-NN faiss): exact search when the filter matches <= k documents or when
 # matches x dimension <= this many values (the default when the index setting is unset).
@@ -131,7 +131,8 @@ class VectorField:
         coded = 0 if self._codes is None else len(self._codes)
         if coded < n_rows:
             if self._codebook is None:
-                self._codebook = Codebook.train(self.compression, self._index_rows(self._read(0, n_rows)))
+                sample = self._read(0, min(n_rows, TRAINING_SAMPLE))  # the first rows: no full copy in memory
+                self._codebook = Codebook.train(self.compression, self._index_rows(sample))
             parts = [] if self._codes is None else [self._codes]
             for begin in range(coded, n_rows, chunk):
                 parts.append(self._codebook.encode(self._index_rows(self._read(begin, min(begin + chunk, n_rows)))))
