@@ -282,7 +282,7 @@ def test_connection_drop_then_resume(backend, folder, encoder, tmp_path):
     root, good, bad = folder
     flaky = Flaky(_ready(backend, encoder), drop_after_calls=1)
     with pytest.raises(IngestInterruptedError):
-        ingest(flaky, INDEX, encoder, root, batch_size=3, max_retries=2, retry_backoff=0)
+        ingest(flaky, INDEX, encoder, root, batch_size=3, write_batch_size=3, max_retries=2, retry_backoff=0)
     first = sum(flaky.writes.values())
     assert 0 < first < len(good) and _count(flaky) == first
 

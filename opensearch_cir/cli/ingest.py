@@ -24,6 +24,9 @@ def ingest_command(
     max_file_mib: float = typer.Option(64, "--max-file-mib", min=0.001, help="Files (and remote images) larger than this "
                                        "many MiB fail without being read."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: index only worker I's share of SOURCE "
+                                             "(run workers 0..N-1, e.g. one per machine; ids are content hashes)."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="Workers run at once in this process, each on its share."),
     setup: bool = typer.Option(True, "--setup/--no-setup", help="Create/upgrade template, index and pipelines first "
                                "(--no-setup: the index must exist; its model is still checked)."),
     ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
@@ -34,6 +37,7 @@ def ingest_command(
     from ..encoders import load_encoder
     from ..errors import CIRError, IngestInterruptedError
     from ..ingest import Ingestor
+    from ..ingest.shards import ingest_sharded, parse_shard, shard, shard_total
     from ..ingest.sources import open_source
 
     try:
@@ -43,7 +47,14 @@ def ingest_command(
             setup_index(client, index, encoder.manifest)
         else:
             check_index_model(client, index, encoder.manifest)
+        of = parse_shard(shard_spec) if shard_spec else (0, 1)
+        if parallel > 1:
+            report = ingest_sharded(client, index, encoder, source, parallel=parallel, of=of, batch_size=batch_size,
+                                    workers=workers, resume=resume, errors=errors, allow_remote=allow_remote)
+            typer.echo(report.summary())
+            raise typer.Exit(3 if report.interrupted else 1 if report.failed else 0)
         records, total = open_source(source)
+        records, total = shard(records, *of), shard_total(total, *of)
         ingestor = Ingestor(
             client, index, encoder, batch_size=batch_size, workers=workers, resume=resume, errors=errors,
             allow_remote=allow_remote, progress=True, total=total, max_file_bytes=int(max_file_mib * 2**20),

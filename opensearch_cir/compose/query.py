@@ -360,9 +360,26 @@ def _filter(filters: dict[str, Any], excluded_ids: list[str]) -> dict | None:
 # -- preparing: references and encodings --------------------------------------------------------
 
 
-def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hooks: Hooks | None = None) -> PreparedQuery:
-    """Resolve references and encode all texts of `query` once (see the module docstring); `hooks`
-    (default `Hooks.from_env()`) may caption an unindexed reference and rewrite the caption."""
+def texts_needed(strategy: str, weights: Weights) -> set[str]:
+    """The PreparedQuery texts (text, negative, caption, caption_with_text, rewritten) that
+    `strategy` can read: a search encodes only these; evaluation, rendering many strategies, all."""
+    hybrid = strategy in ("hybrid", "phi_hybrid")
+    vector_strategy = "phi" if strategy == "phi_hybrid" else weights.hybrid_vector if strategy == "hybrid" else strategy
+    needed = {"negative"}
+    if hybrid or vector_strategy not in ("image_only", "bm25", "rewrite"):
+        needed.add("text")
+    if hybrid or vector_strategy == "rewrite":
+        needed.add("rewritten")
+    if vector_strategy == "pdv":
+        needed |= {"caption", "caption_with_text"}
+    return needed
+
+
+def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hooks: Hooks | None = None,
+            only_strategy: bool = False) -> PreparedQuery:
+    """Resolve references and encode the texts of `query` once (see the module docstring): all of
+    them, or with `only_strategy` just those the query's own strategy needs (what `search` does).
+    `hooks` (default `Hooks.from_env()`) may caption an unindexed reference and rewrite the caption."""
     hooks = hooks if hooks is not None else Hooks.from_env()
     image_vectors: list[np.ndarray] = []
     captions: list[str] = []
@@ -401,11 +418,15 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
         "caption_with_text": f"{caption} {text}" if caption and text else None,
         "rewritten": rewrite.text or None,
     }
+    if only_strategy:
+        needed = texts_needed(query.strategy, query.weights)
+        texts = {name: (value if name in needed else None) for name, value in texts.items()}
     unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
     encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
     vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
     image = S.mean_vector(image_vectors) if image_vectors else None
     phi = getattr(encoder, "phi", None)
+    wants_phi = not only_strategy or query.strategy in PHI_STRATEGIES
     return PreparedQuery(
         query=query,
         image=image,
@@ -417,7 +438,7 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
         caption_with_text=vectors["caption_with_text"],
         rewritten=vectors["rewritten"],
         excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
-        phi=phi.compose(image[None], [text])[0] if phi is not None and image is not None else None,
+        phi=phi.compose(image[None], [text])[0] if phi is not None and image is not None and wants_phi else None,
     )
 
 
@@ -505,7 +526,7 @@ def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: l
 def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False,
            hooks: Hooks | None = None) -> SearchResponse:
     """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    return run_prepared(client, index, prepare(client, index, query, encoder, hooks=hooks), encoder, explain=explain)
+    return run_prepared(client, index, prepare(client, index, query, encoder, hooks=hooks, only_strategy=not query.rerank), encoder, explain=explain)
 
 
 def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any = None, *,

@@ -27,19 +27,27 @@ def load_encoder(
     precision: str | None = None,
     threads: int | None = None,
     batch_size: int = 32,
+    spin_wait: bool = False,
 ) -> "Encoder":
     """Load an exported model: a name under `onnx_models/`, a folder path, or None for the default model.
 
     device: `auto` (CUDA when onnxruntime-gpu sees a GPU, else CPU), `cuda` or `cpu`.
     precision: `fp32`, `fp16` or `int8`; None picks fp16 on CUDA when exported, else fp32.
     threads: intra-op threads per session (None lets ONNX Runtime decide).
+    spin_wait: let ONNX Runtime's idle pool threads spin (see `Encoder`).
     """
     return Encoder(resources.resolve_model_dir(model), device=device, precision=precision,
-                   threads=threads, batch_size=batch_size)
+                   threads=threads, batch_size=batch_size, spin_wait=spin_wait)
 
 
 class Encoder:
-    """Image and text towers of one model; every `encode_*` returns float32 L2-normalised `[N, D]`."""
+    """Image and text towers of one model; every `encode_*` returns float32 L2-normalised `[N, D]`.
+
+    spin_wait: ONNX Runtime's intra-op threads busy-wait between operators by default. Off here:
+    on a few cores the spinning threads take the CPU from numpy's BLAS, the engine and the HTTP
+    server running beside the encoder (docs/speed.md measures it); turn it on for a machine that
+    does nothing but encode.
+    """
 
     def __init__(
         self,
@@ -50,6 +58,7 @@ class Encoder:
         threads: int | None = None,
         batch_size: int = 32,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        spin_wait: bool = False,
     ):
         import onnxruntime as ort
 
@@ -64,6 +73,9 @@ class Encoder:
         options.inter_op_num_threads = 1
         if threads:
             options.intra_op_num_threads = threads
+        spin = "1" if spin_wait else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         self.device = _pick_device(device, ort.get_available_providers())
         self._open_sessions(ort, options, precision)
         if self.device == "cuda" and any(CUDA_PROVIDER not in s.get_providers() for s in self._sessions.values()):
@@ -105,16 +117,25 @@ class Encoder:
         return _normalize(np.concatenate(outputs)) if outputs else np.zeros((0, self.dim), np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed strings; texts longer than the context are truncated (logged at debug level)."""
+        """Embed strings; texts longer than the context are truncated (logged at debug level).
+
+        Each distinct string is encoded once, and batches are formed from texts sorted by length
+        (as sentence-transformers' `encode` does) so that little of a batch is padding.
+        """
         texts = list(texts)
         for text in texts:
             if not isinstance(text, str):
                 raise InputError(f"texts must be strings, got {type(text).__name__}")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        outputs = [self._run("text", self.tokenize(texts[start:start + self.batch_size]))
-                   for start in range(0, len(texts), self.batch_size)]
-        return _normalize(np.concatenate(outputs))
+        position = {text: i for i, text in enumerate(dict.fromkeys(texts))}
+        distinct = list(position)
+        order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
+        outputs = [self._run("text", self.tokenize([distinct[i] for i in order[start:start + self.batch_size]]))
+                   for start in range(0, len(order), self.batch_size)]
+        embeddings = np.empty((len(distinct), self.dim), np.float32)
+        embeddings[order] = _normalize(np.concatenate(outputs))
+        return embeddings[[position[text] for text in texts]]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids and attention mask (`int64[N, L]`) as fed to the text graph."""

@@ -1,7 +1,8 @@
 """The ingestion pipeline: read + hash → skip known → decode/preprocess → encode → bulk write.
 
 Reading, hashing, decoding and preprocessing run in a thread pool while the previous batch is
-being encoded and written, so decoding overlaps encoding. Known images (seen earlier in the run,
+being encoded, so decoding overlaps encoding; encoded documents are written in bulks of
+`write_batch_size` by a writer thread while the next images are encoded (one bulk in flight). Known images (seen earlier in the run,
 or already indexed with `resume`) are dropped right after hashing, before any decoding. Document
 ids are the sha256 of the image bytes, so re-ingesting an image updates its document instead of
 adding a copy.
@@ -126,7 +127,8 @@ class Ingestor:
     indexed, skipped (already indexed with `resume`, or a duplicate within the run) or failed,
     and each failure is written to `errors` (a JSONL path or text stream) with its reason.
 
-    batch_size: images per encoder call and per bulk request. workers: decode threads.
+    batch_size: images per encoder call. write_batch_size: documents per bulk request (a bulk's
+    fixed cost, e.g. the embedded engine's commit, is paid once per this many). workers: decode threads.
     resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
     images. progress: show a tqdm bar (`total` sets its length). max_file_bytes: files (and remote
     images) larger than this fail without being read. One bad record never fails its batch: a
@@ -140,6 +142,7 @@ class Ingestor:
         encoder: Any,
         *,
         batch_size: int = 32,
+        write_batch_size: int = 256,
         workers: int = 2,
         resume: bool = False,
         errors: str | Path | IO[str] | None = None,
@@ -158,6 +161,7 @@ class Ingestor:
         self.index = index
         self.encoder = encoder
         self.batch_size = batch_size
+        self.write_batch_size = max(batch_size, write_batch_size)
         self.resume = resume
         self.allow_remote = allow_remote
         self.max_pixels = max_pixels
@@ -170,6 +174,9 @@ class Ingestor:
         self._writer = BulkWriter(client, index, self._retrier)
         self._preprocess = ImagePreprocessor(encoder.manifest.image)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
+        self._write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cir-write")
+        self._unwritten: list[Document] = []
+        self._in_flight: Future | None = None
         # (record, content hash once known, future); read futures give _Read, decode ones _Prepared
         self._reading: deque[tuple[Record, str | None, Future]] = deque()
         self._decoding: deque[tuple[Record, str | None, Future]] = deque()
@@ -223,11 +230,15 @@ class Ingestor:
 
     def flush(self) -> None:
         """Encode and write everything queued so far."""
-        while self._reading or self._decoding:  # a failure may send a duplicate back to reading
-            while self._reading:
-                self._triage()
-            while self._decoding:
-                self._process_batch()
+        while True:  # a failed write or encode may send a duplicate back to reading
+            while self._reading or self._decoding:
+                while self._reading:
+                    self._triage()
+                while self._decoding:
+                    self._process_batch()
+            self._write(wait=True)
+            if not (self._reading or self._decoding):
+                break
 
     def close(self) -> IngestReport:
         """Flush, refresh the index, release the threads and return the report."""
@@ -316,9 +327,31 @@ class Ingestor:
         if not documents:
             self._update_progress()
             return
+        self._unwritten.extend(documents)
+        if len(self._unwritten) >= self.write_batch_size:
+            self._write(wait=False)
+        self._update_progress()
+
+    def _timed_write(self, documents: list[Document]):
+        with self._timer("write"):
+            return self._writer.write(documents)
+
+    def _write(self, *, wait: bool) -> None:
+        """Account for the bulk in flight, then send the unwritten documents (and wait for them)."""
+        self._finish_write()
+        if self._unwritten:
+            documents, self._unwritten = self._unwritten, []
+            self._in_flight = self._write_pool.submit(self._timed_write, documents)
+        if wait:
+            self._finish_write()
+
+    def _finish_write(self) -> None:
+        if self._in_flight is None:
+            return
+        future, self._in_flight = self._in_flight, None
         try:
-            with self._timer("write"):
-                indexed, failed = self._writer.write(documents)
+            with self._timer("wait"):
+                indexed, failed = future.result()
         except Exception as exc:
             self.report.interrupted = str(exc)
             self.report.retried_items = self._writer.retried_items
@@ -449,6 +482,7 @@ class Ingestor:
         for _, _, future in (*self._reading, *self._decoding):
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._write_pool.shutdown(wait=True)
         self.report.seconds = time.perf_counter() - self._started
         self._errors.close()
         if self._progress is not None:

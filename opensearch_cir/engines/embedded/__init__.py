@@ -39,7 +39,9 @@ from .store import IndexStore, atomic_write_json, read_json
 
 __all__ = ["EmbeddedClient"]
 
-DEFAULT_HNSW_THRESHOLD = 50_000
+DEFAULT_HNSW_THRESHOLD = 10_000
+"""Below this many documents knn is exact (a 10k x 256-d scan is ~0.3 ms); above, HNSW. k-NN builds
+a graph for every segment (KNNSettings `index.knn.advanced.approximate_threshold`, default 0)."""
 DEFAULT_TRACK_TOTAL_HITS = 10_000
 DEFAULT_MAX_RESULT_WINDOW = 10_000
 # Keys of OpenSearch's search body that the embedded engine does not implement (refused as

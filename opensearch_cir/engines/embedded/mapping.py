@@ -17,6 +17,7 @@ from .dates import check_format, looks_like_date
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 INTEGER_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
+COMPRESSION_LEVELS = ("1x", "2x", "4x", "8x", "16x", "32x")  # quantize.LEVELS (64x is Lucene-only)
 LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector", "date"}
 # Types whose values live in the numeric column (dates as epoch milliseconds).
 COLUMN_NUMBER_TYPES = NUMERIC_TYPES | {"date"}
@@ -158,8 +159,11 @@ class Mapping:
         data_type = params.get("data_type", "float")
         if data_type != "float":
             raise UnsupportedQueryError(f"knn_vector data_type {data_type!r} on [{path}] is not supported by the embedded engine")
-        if params.get("mode", "in_memory") != "in_memory" or params.get("compression_level", "1x") != "1x":
-            raise UnsupportedQueryError(f"knn_vector mode/compression_level on [{path}] is not supported by the embedded engine")
+        if params.get("mode", "in_memory") not in ("in_memory", "on_disk"):
+            raise EngineError(f"[{path}] unknown knn_vector mode [{params['mode']}]", 400, "mapper_parsing_exception")
+        if params.get("compression_level", "1x") not in COMPRESSION_LEVELS:
+            raise EngineError(f"[{path}] invalid compression_level [{params['compression_level']}]: expected one of "
+                              f"{list(COMPRESSION_LEVELS)}", 400, "mapper_parsing_exception")
         method = params.get("method", {})
         if method and (method.get("name", "hnsw") != "hnsw" or method.get("engine", "faiss") not in ("faiss", "lucene")):
             raise UnsupportedQueryError(f"knn method {method} on [{path}] is not supported by the embedded engine")

@@ -3,7 +3,16 @@
 Rows live in an append-only float32 file (row i = document ordinal i, zeros where a document has
 no vector), memory-mapped for exact search by matrix product. Above `hnsw_threshold` rows a faiss
 HNSW graph (the mapping's m / ef_construction) serves unfiltered and non-selective filtered queries;
-it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since.
+it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since. All new
+rows go to faiss in one `add`: faiss then inserts them highest HNSW level first, which gives a
+better graph than inserting in slices (each slice's upper-level nodes would land after the
+previous slice's level-0 nodes).
+
+With `compression_level` above 1x (or `mode: on_disk`, 32x by default as in k-NN) the field keeps
+compact codes in memory (see `quantize`), scans them for a first pass of `first_pass_k`
+candidates, and rescores those with the float32 rows read from the file: no graph is built over
+the codes here (k-NN builds one; the recall reported by benchmarks/compression.py is the codes'
+own, without a graph's approximation on top).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import numpy as np
 
 from ...scoring import knn_score, raw_similarity
 from .mapping import FieldSpec
+from .quantize import TRAINING_SAMPLE, Codebook, first_pass_k
 
 # Efficient filtering (k-NN faiss): exact search when the filter matches <= k documents or when
 # matches x dimension <= this many values (the default when the index setting is unset).
@@ -32,6 +42,11 @@ class VectorField:
         self._rows: np.ndarray | None = None
         self._hnsw = None
         self._hnsw_rows = 0
+        mode = spec.params.get("mode", "in_memory")
+        self.compression = spec.params.get("compression_level") or ("32x" if mode == "on_disk" else "1x")
+        self.oversample = mode == "on_disk"
+        self._codebook: Codebook | None = None
+        self._codes: np.ndarray | None = None
 
     # --- writing ---------------------------------------------------------------------------------
     def truncate(self, n_rows: int) -> None:
@@ -82,6 +97,8 @@ class VectorField:
         if matches == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         selective = filtered and (matches <= k or matches * self.dim <= EXACT_SEARCH_MAX_VALUES)
+        if self.compression != "1x" and not selective:
+            return self._compressed_search(query, k, candidates, n_rows)
         if n_rows >= hnsw_threshold and not selective:
             ords, raw = self._hnsw_search(query, k, candidates, n_rows, ef_search, restricted=matches < n_rows)
             if len(ords) >= min(k, matches):
@@ -108,6 +125,37 @@ class VectorField:
         order = np.lexsort((ords, -scores))[:k]
         return ords[order].astype(np.int64), scores[order]
 
+    # --- compressed codes --------------------------------------------------------------------------
+    def ensure_codes(self, n_rows: int, chunk: int = 65_536) -> np.ndarray:
+        """Train the codebook on the rows (once) and encode rows added since, read in chunks."""
+        coded = 0 if self._codes is None else len(self._codes)
+        if coded < n_rows:
+            if self._codebook is None:
+                sample = self._read(0, min(n_rows, TRAINING_SAMPLE))  # the first rows: no full copy in memory
+                self._codebook = Codebook.train(self.compression, self._index_rows(sample))
+            parts = [] if self._codes is None else [self._codes]
+            for begin in range(coded, n_rows, chunk):
+                parts.append(self._codebook.encode(self._index_rows(self._read(begin, min(begin + chunk, n_rows)))))
+            self._codes = np.concatenate(parts)
+        return self._codes[:n_rows]
+
+    def _read(self, begin: int, end: int) -> np.ndarray:
+        """Rows [begin, end) read from the file (not through the memory map, so they stay out of RSS)."""
+        with open(self.path, "rb") as f:
+            f.seek(begin * self.dim * 4)
+            return np.frombuffer(f.read((end - begin) * self.dim * 4), dtype=np.float32).reshape(-1, self.dim)
+
+    def _compressed_search(self, query, k, candidates, n_rows) -> tuple[np.ndarray, np.ndarray]:
+        """First pass over the codes, then the best `first_pass_k` rescored with the float rows."""
+        codes = self.ensure_codes(n_rows)
+        idx = np.flatnonzero(candidates[:n_rows])
+        q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
+        approx = self._codebook.first_pass(q, codes[idx], self.space)
+        m = first_pass_k(k, self.compression, self.dim) if self.oversample else k
+        if len(idx) > m:
+            idx = np.sort(idx[np.argpartition(-approx, m - 1)[:m]])
+        return self._ranked(idx, raw_similarity(query, self.rows(n_rows)[idx], self.space), k)
+
     # --- HNSW ------------------------------------------------------------------------------------
     def _index_rows(self, rows: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -116,9 +164,14 @@ class VectorField:
             rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
         return rows
 
-    def ensure_hnsw(self, n_rows: int, chunk: int = 20_000):
-        """Load, build or extend the HNSW graph so that it covers `n_rows` rows."""
+    def ensure_hnsw(self, n_rows: int):
+        """Load, build or extend the HNSW graph so that it covers `n_rows` rows (compressed fields:
+        their codes instead, no graph)."""
         import faiss
+
+        if self.compression != "1x":
+            self.ensure_codes(n_rows)
+            return None
 
         if self._hnsw is None:
             self._hnsw, self._hnsw_rows = self._load_cached(n_rows)
@@ -129,10 +182,7 @@ class VectorField:
             self._hnsw.hnsw.efConstruction = int(method.get("ef_construction", 100))
             self._hnsw_rows = 0
         if self._hnsw_rows < n_rows:
-            start = self._hnsw_rows
-            rows = self.rows(n_rows)
-            for begin in range(start, n_rows, chunk):
-                self._hnsw.add(self._index_rows(rows[begin : min(begin + chunk, n_rows)]))
+            self._hnsw.add(self._index_rows(self.rows(n_rows)[self._hnsw_rows:]))
             self._hnsw_rows = n_rows
             self._save_cached(faiss)
         return self._hnsw

@@ -1,0 +1,90 @@
+"""Bulk writes: the embedded engine's `bulk` against LanceDB's `table.add`, the same batches, interleaved.
+
+    python benchmarks/bulk.py [--docs 3200] [--batch 32] [--batch 256]
+
+Each document: a caption, two 256-d float vectors (image, caption), a content hash and a model id
+(what `cir ingest` writes). Batch i goes to the embedded engine, then the same batch to LanceDB
+(order swapped every other batch), so both see the same load. Reports documents/s and per-batch
+p50 per engine and batch size, and the ratio. Needs `pip install lancedb` (not a project dependency).
+Both engines make a batch durable before returning (the embedded engine fsyncs its log, vector files
+and manifest and commits its text index; LanceDB writes a new fragment and a new manifest version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def documents(n: int, dim: int, rng: np.random.Generator) -> list[dict]:
+    vectors = rng.normal(size=(n, 2, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)
+    words = ["dog", "grass", "red", "dress", "man", "bicycle", "street", "blue", "jacket", "beach"]
+    return [{"id": f"doc-{i}", "caption": " ".join(rng.choice(words, 8)), "image_vector": vectors[i, 0],
+             "caption_vector": vectors[i, 1], "content_hash": f"doc-{i}", "model_id": "bench"} for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=3200)
+    parser.add_argument("--batch", type=int, action="append")
+    parser.add_argument("--dim", type=int, default=256)
+    args = parser.parse_args()
+    import lancedb
+    import pyarrow as pa
+
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.encoders.manifest import Manifest
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.resources import resolve_model_dir
+
+    docs = documents(args.docs, args.dim, np.random.default_rng(0))
+    schema = pa.schema([("id", pa.string()), ("caption", pa.string()),
+                        ("image_vector", pa.list_(pa.float32(), args.dim)),
+                        ("caption_vector", pa.list_(pa.float32(), args.dim)),
+                        ("content_hash", pa.string()), ("model_id", pa.string())])
+    print(f"{args.docs} documents of dim {args.dim}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| batch | embedded docs/s | LanceDB docs/s | embedded / LanceDB time | embedded p50 ms | LanceDB p50 ms |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for batch in args.batch or [32, 256]:
+        work = Path(tempfile.mkdtemp(prefix="cir-bulk-"))
+        try:
+            client = EmbeddedClient(work / "embedded")
+            setup_index(client, "cir-bulk", Manifest.load(resolve_model_dir(None)))
+            table = lancedb.connect(str(work / "lance")).create_table("bulk", schema=schema)
+            times: dict[str, list[float]] = {"embedded": [], "lancedb": []}
+            for number, start in enumerate(range(0, len(docs), batch)):
+                chunk = docs[start:start + batch]
+
+                def embedded() -> None:
+                    body = []
+                    for d in chunk:
+                        body.append({"index": {"_index": "cir-bulk", "_id": d["id"]}})
+                        body.append({"caption": d["caption"], "image_vector": d["image_vector"].tolist(),
+                                     "caption_vector": d["caption_vector"].tolist(),
+                                     "content_hash": d["content_hash"], "model_id": d["model_id"]})
+                    client.bulk(body=body)
+
+                def lance() -> None:
+                    table.add(pa.Table.from_pylist(chunk, schema=schema))
+
+                for name, write in ((("embedded", embedded), ("lancedb", lance))[::1 if number % 2 == 0 else -1]):
+                    started = time.perf_counter()
+                    write()
+                    times[name].append(time.perf_counter() - started)
+            total = {name: sum(t) for name, t in times.items()}
+            print(f"| {batch} | {len(docs) / total['embedded']:.0f} | {len(docs) / total['lancedb']:.0f} | "
+                  f"{total['embedded'] / total['lancedb']:.2f}x | {np.median(times['embedded']) * 1000:.1f} | "
+                  f"{np.median(times['lancedb']) * 1000:.1f} |", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
