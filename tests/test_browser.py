@@ -197,7 +197,9 @@ def test_collection_grid_and_session_feedback(page, server_url, catalog, tmp_pat
         page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 1')")
     page.fill("#browse-q", "circle")
     page.press("#browse-q", "Enter")
-    page.wait_for_function("document.getElementById('browse-info').textContent.includes('page 1 of')")
+    # the info already read "page 1 of" before the words were applied: wait for the filtered grid itself
+    page.wait_for_function("(() => { const items = [...document.querySelectorAll('#browse-grid .item div')];"
+                           " return items.length > 0 && items.every(d => d.textContent.includes('circle')); })()")
     captions = page.locator("#browse-grid .item div").all_inner_texts()
     assert captions and all("circle" in caption for caption in captions), captions
     with_circle = page.locator("#browse-grid .item").count()

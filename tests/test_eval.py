@@ -141,7 +141,8 @@ def test_flickr8k_any_split(tmp_path, encoder, client):
         assert 1 <= values["median_rank"] <= 40
     assert result["t2i"]["recall@10"] == 1.0  # 8 images: the top 10 holds every image
     markdown = write_report(result, tmp_path / "out", "flickr8k-mini")["markdown"].read_text()
-    assert "**ranking**: the engine's k-NN (exact below 50000 documents)" in markdown and "| t2i |" in markdown
+    threshold = client.hnsw_threshold
+    assert f"**ranking**: the engine's k-NN (exact below {threshold} documents)" in markdown and "| t2i |" in markdown
     # 5 of the 40 captions are right: random vectors find one in the top 10 most of the time, never all at rank 1
     assert result["i2t"]["recall@10"] > 0 and result["i2t"]["recall@1"] < 1
 

@@ -271,3 +271,16 @@ def test_cli_ingest_shard_and_parallel(tmp_path):
     assert EmbeddedClient(tmp_path / "two").count(index="cir-cli")["count"] == 5
     bad = CliRunner().invoke(app, [*base("three"), "--shard", "2/2"])
     assert bad.exit_code != 0 and "--shard" in bad.output
+
+
+def test_texts_needed_per_strategy():
+    """A search encodes only what its strategy reads: the hybrids need the rewritten caption (BM25 and
+    the caption k-NN), phi_hybrid too; PDV the reference caption; image_only just the negatives."""
+    from opensearch_cir.compose.query import Weights, texts_needed
+
+    weights = Weights()
+    assert texts_needed("image_only", weights) == {"negative"}
+    assert texts_needed("fusion", weights) == {"negative", "text"}
+    assert texts_needed("pdv", weights) == {"negative", "text", "caption", "caption_with_text"}
+    assert {"text", "rewritten"} <= texts_needed("hybrid", weights)
+    assert texts_needed("phi_hybrid", weights) == {"negative", "text", "rewritten"}
