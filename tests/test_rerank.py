@@ -236,7 +236,7 @@ def test_rerank_search_one_request_reference_excluded_filters_kept(shop, tiny_en
 
 
 def test_exact_equals_numpy_over_stored_vectors(shop, tiny_encoder):
-    from opensearch_cir.compose.query import prepare
+    from opensearch_cir.compose.prepare import prepare
     from opensearch_cir.compose.rerank.exact import caption_share
 
     _, client, blobs = shop
@@ -348,7 +348,7 @@ def test_cir_search_rerank_option(shop, tiny_encoder, tmp_path):
 @pytest.mark.parametrize("source", [True, False])
 def test_first_stage_body_validates_against_the_spec(shop, tiny_encoder, api_spec_dir, source):
     """The rerank first stage (size K, vectors in `_source`) is a valid OpenSearch search body."""
-    from opensearch_cir.compose.query import prepare
+    from opensearch_cir.compose.prepare import prepare
     from opensearch_cir.compose.rerank.run import first_stage
     from opensearch_cir.dsl.validate import find_spec_dir, validate_request
 

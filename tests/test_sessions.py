@@ -66,7 +66,8 @@ def test_session_turns_feedback_and_rerun(session, catalog):
 
 
 def test_rejection_pushes_the_query_away(catalog):
-    from opensearch_cir.compose.query import CompositeQuery, prepare
+    from opensearch_cir.compose.prepare import prepare
+    from opensearch_cir.compose.query import CompositeQuery
 
     session = Session(catalog.client, INDEX, catalog.encoder, k=5, strategy="text_only")
     shown = session.turn(text="a red circle").ids

@@ -207,6 +207,7 @@ def test_strict_rules_run_without_the_spec(monkeypatch, tmp_path):
 def test_composed_query_bodies(spec, tmp_path):
     """What compose (area E) renders with our builders, for every strategy and normalisation."""
     compose = pytest.importorskip("opensearch_cir.compose.query")
+    from opensearch_cir.compose.prepare import prepare
     from opensearch_cir.encoders import load_encoder
     from opensearch_cir.encoders.tiny import build_tiny_model
     from opensearch_cir.ingest import Ingestor, Record
@@ -221,7 +222,7 @@ def test_composed_query_bodies(spec, tmp_path):
         ingestor.add(Record(buffer.getvalue(), captions=["a navy jacket with a hood"]))
     doc_id = next(iter(client.indices_store["cir-q"]))
     query = compose.CompositeQuery(doc_ids=[doc_id], text="in red without the hood", filters={"metadata.gender": ["women", "men"]})
-    prepared = compose.prepare(client, "cir-q", query, encoder)
+    prepared = prepare(client, "cir-q", query, encoder)
     rendered_count = 0
     for strategy in compose.STRATEGIES:
         for normalization in compose.NORMALIZATIONS:

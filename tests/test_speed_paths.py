@@ -276,7 +276,8 @@ def test_cli_ingest_shard_and_parallel(tmp_path):
 def test_texts_needed_per_strategy():
     """A search encodes only what its strategy reads: the hybrids need the rewritten caption (BM25 and
     the caption k-NN), phi_hybrid too; PDV the reference caption; image_only just the negatives."""
-    from opensearch_cir.compose.query import Weights, texts_needed
+    from opensearch_cir.compose.prepare import texts_needed
+    from opensearch_cir.compose.query import Weights
 
     weights = Weights()
     assert texts_needed("image_only", weights) == {"negative"}

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from opensearch_cir import admin, dsl
-from opensearch_cir.compose.query import NORMALIZATIONS, STRATEGIES, CompositeQuery, PreparedQuery, Weights, execute
+from opensearch_cir.compose.execute import execute
+from opensearch_cir.compose.query import NORMALIZATIONS, STRATEGIES, CompositeQuery, PreparedQuery, Weights
 from opensearch_cir.compose.rewrite import Rewrite
 from opensearch_cir.dialect import TESTED_VERSIONS, Dialect, UnsupportedFeatureError, parse_version
 from opensearch_cir.dsl.ml import connector_body, ingest_pipeline_body, model_register_body

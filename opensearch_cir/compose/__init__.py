@@ -4,18 +4,9 @@
 demo and the evaluation use; `prepare` / `PreparedQuery.render` / `execute` are its steps.
 """
 
-from .query import (
-    STRATEGIES,
-    CompositeQuery,
-    PreparedQuery,
-    RenderedQuery,
-    SearchResponse,
-    SearchResult,
-    Weights,
-    execute,
-    prepare,
-    search,
-)
+from .execute import execute, search
+from .prepare import prepare
+from .query import STRATEGIES, CompositeQuery, PreparedQuery, RenderedQuery, SearchResponse, SearchResult, Weights
 from .rewrite import Rewrite, rewrite_caption
 
 __all__ = [

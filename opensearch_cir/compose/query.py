@@ -4,7 +4,8 @@
     response = search(client, "cir-products", query, encoder, explain=True)
     for hit in response: print(hit.id, hit.score, hit.caption, hit.sub_scores)
 
-Three steps, each usable alone:
+Three steps, each usable alone (`prepare` in `compose.prepare`, `execute` and `search` in
+`compose.execute`; this module holds the query types and the rendering):
 1. `prepare(client, index, query, encoder) -> PreparedQuery`: resolves the references (indexed doc
    ids are read with `client.get`, their stored `image_vector` and `caption` reused; files/bytes are
    encoded, and looked up by content hash so an indexed image also brings its caption), rewrites
@@ -42,7 +43,6 @@ Negative text ("without a hood", given as `negative` or found by the rewriter) s
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -50,13 +50,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import dsl
-from ..dialect import Dialect, detect, latest
-from ..encoders.preprocess import read_image_bytes
+from ..dialect import Dialect, latest
 from ..errors import InputError
-from ..ingest.records import document_id
 from . import strategies as S
-from .hooks import Hooks
-from .rewrite import Rewrite, rewrite_caption
+from .rewrite import Rewrite
 
 STRATEGIES = ("image_only", "text_only", "sum", "fusion", "caption_aware", "slerp", "pdv", "rewrite", "bm25", "hybrid",
               "phi", "phi_hybrid")
@@ -355,188 +352,3 @@ def _filter(filters: dict[str, Any], excluded_ids: list[str]) -> dict | None:
     clause = clause or {"bool": {}}
     clause["bool"]["must_not"] = [{"ids": {"values": list(excluded_ids)}}]
     return clause
-
-
-# -- preparing: references and encodings --------------------------------------------------------
-
-
-def texts_needed(strategy: str, weights: Weights) -> set[str]:
-    """The PreparedQuery texts (text, negative, caption, caption_with_text, rewritten) that
-    `strategy` can read: a search encodes only these; evaluation, rendering many strategies, all."""
-    hybrid = strategy in ("hybrid", "phi_hybrid")
-    vector_strategy = "phi" if strategy == "phi_hybrid" else weights.hybrid_vector if strategy == "hybrid" else strategy
-    needed = {"negative"}
-    if hybrid or vector_strategy not in ("image_only", "bm25", "rewrite"):
-        needed.add("text")
-    if hybrid or vector_strategy == "rewrite":
-        needed.add("rewritten")
-    if vector_strategy == "pdv":
-        needed |= {"caption", "caption_with_text"}
-    return needed
-
-
-def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hooks: Hooks | None = None,
-            only_strategy: bool = False) -> PreparedQuery:
-    """Resolve references and encode the texts of `query` once (see the module docstring): all of
-    them, or with `only_strategy` just those the query's own strategy needs (what `search` does).
-    `hooks` (default `Hooks.from_env()`) may caption an unindexed reference and rewrite the caption."""
-    hooks = hooks if hooks is not None else Hooks.from_env()
-    image_vectors: list[np.ndarray] = []
-    captions: list[str] = []
-    excluded: list[str] = []
-    for doc_id in query.doc_ids:
-        source = _get_source(client, index, doc_id)
-        if source is None:
-            raise InputError(f"reference document {doc_id!r} is not in index {index!r}")
-        if source.get(IMAGE_FIELD) is None:
-            raise InputError(f"reference document {doc_id!r} has no {IMAGE_FIELD}")
-        image_vectors.append(np.asarray(source[IMAGE_FIELD], np.float32))
-        captions += _first_caption(source.get(CAPTION_FIELD))
-        excluded.append(doc_id)
-    if query.images:
-        blobs = [read_image_bytes(item) for item in query.images]
-        image_vectors += list(encoder.encode_images(blobs))
-        for blob in blobs:
-            content_hash = document_id(blob)
-            source = _get_source(client, index, content_hash)
-            if source is not None:
-                captions += _first_caption(source.get(CAPTION_FIELD))
-                excluded.append(content_hash)
-    if query.caption is None and not captions and query.images:
-        captions += [c for c in [hooks.caption(blobs[0])] if c]
-    caption = query.caption if query.caption is not None else (captions[0] if captions else None)
-    text = query.text.strip()
-    rewrite = rewrite_caption(caption or "", text) if text else Rewrite(text=caption or "")
-    rewritten_by_hook = hooks.rewrite(caption, text) if caption and text else None
-    if rewritten_by_hook:
-        rewrite = Rewrite(text=rewritten_by_hook, negatives=rewrite.negatives, rules=["hook"])
-    negatives = [n for n in [query.negative.strip(), *rewrite.negatives] if n]
-    texts = {
-        "text": text or None,
-        "negative": ", ".join(negatives) or None,
-        "caption": caption or None,
-        "caption_with_text": f"{caption} {text}" if caption and text else None,
-        "rewritten": rewrite.text or None,
-    }
-    if only_strategy:
-        needed = texts_needed(query.strategy, query.weights)
-        texts = {name: (value if name in needed else None) for name, value in texts.items()}
-    unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
-    encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
-    vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
-    image = S.mean_vector(image_vectors) if image_vectors else None
-    phi = getattr(encoder, "phi", None)
-    wants_phi = not only_strategy or query.strategy in PHI_STRATEGIES
-    return PreparedQuery(
-        query=query,
-        image=image,
-        caption=caption,
-        rewrite=rewrite,
-        text=vectors["text"],
-        negative=vectors["negative"],
-        caption_vector=vectors["caption"],
-        caption_with_text=vectors["caption_with_text"],
-        rewritten=vectors["rewritten"],
-        excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
-        phi=phi.compose(image[None], [text])[0] if phi is not None and image is not None and wants_phi else None,
-    )
-
-
-def _first_caption(value: Any) -> list[str]:
-    if isinstance(value, str) and value.strip():
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str) and v.strip()][:1]
-    return []
-
-
-def _status(exc: Exception) -> int | None:
-    return getattr(exc, "status", None) or getattr(exc, "status_code", None)
-
-
-def _get_source(client: Any, index: str, doc_id: str) -> dict | None:
-    try:
-        response = client.get(index=index, id=doc_id)
-    except Exception as exc:  # EngineError (embedded) or opensearch-py NotFoundError
-        if _status(exc) == 404:
-            return None
-        raise
-    return response.get("_source") if response.get("found", True) else None
-
-
-# -- executing ---------------------------------------------------------------------------------
-
-_registered: dict[int, set[str]] = {}
-_registered_lock = threading.Lock()
-
-
-def ensure_pipeline(client: Any, rendered: RenderedQuery) -> None:
-    """Register the rendered query's search pipeline on `client` (once per client and pipeline id)."""
-    if rendered.pipeline_id is None:
-        return
-    with _registered_lock:
-        known = _registered.setdefault(id(client), set())
-        if rendered.pipeline_id in known:
-            return
-        client.search_pipeline.put(id=rendered.pipeline_id, body=rendered.pipeline_body)
-        known.add(rendered.pipeline_id)
-
-
-def execute(client: Any, index: str, rendered: RenderedQuery, *, explain: bool = False,
-            vectors: bool = False) -> list[SearchResult]:
-    """Run a rendered query; reference documents dropped; `explain` adds raw per-sub-query scores;
-    `vectors` keeps the hits' stored vectors (from `_source`) in `SearchResult.vectors` (reranking)."""
-    ensure_pipeline(client, rendered)
-    params = {"search_pipeline": rendered.pipeline_id} if rendered.pipeline_id else None
-    response = client.search(index=index, body=rendered.body, params=params) if params else \
-        client.search(index=index, body=rendered.body)
-    excluded = set(rendered.excluded_ids)
-    results = []
-    for hit in response["hits"]["hits"]:
-        if hit["_id"] in excluded:
-            continue
-        source = hit.get("_source") or {}
-        results.append(SearchResult(
-            id=hit["_id"], score=float(hit["_score"] or 0.0), caption=source.get(CAPTION_FIELD),
-            image_uri=source.get("image_uri"), metadata=source.get("metadata") or {},
-            vectors={f: source[f] for f in (IMAGE_FIELD, CAPTION_VECTOR_FIELD) if vectors and source.get(f) is not None},
-        ))
-    results = results[: rendered.k]
-    if explain and results:
-        _add_sub_scores(client, index, rendered, results)
-    return results
-
-
-def _add_sub_scores(client: Any, index: str, rendered: RenderedQuery, results: list[SearchResult]) -> None:
-    """Each sub-query run alone, restricted to the hits' ids: its raw (pre-normalisation) scores."""
-    ids = [r.id for r in results]
-    only_hits = {"ids": {"values": ids}}
-    for name, clause in rendered.sub_queries.items():
-        if "knn" in clause:
-            (field_name, params), = clause["knn"].items()
-            restricted = {"knn": {field_name: {**params, "k": len(ids), "filter": only_hits}}}
-        else:
-            restricted = {"bool": {"must": [clause], "filter": [only_hits]}}
-        response = client.search(index=index, body=dsl.search_body(restricted, size=len(ids)))
-        scores = {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
-        for result in results:
-            result.sub_scores[name] = scores.get(result.id)
-
-
-def search(client: Any, index: str, query: CompositeQuery, encoder: Any, *, explain: bool = False,
-           hooks: Hooks | None = None) -> SearchResponse:
-    """Prepare, render and execute `query` on `index`: the path the CLI, service, demo and eval share."""
-    return run_prepared(client, index, prepare(client, index, query, encoder, hooks=hooks, only_strategy=not query.rerank), encoder, explain=explain)
-
-
-def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any = None, *,
-                 explain: bool = False) -> SearchResponse:
-    """Render and execute a prepared query, with its rerankers when it has any (`search`'s second half)."""
-    if prepared.query.rerank:
-        from .rerank import rerank_search
-
-        return rerank_search(client, index, prepared, prepared.query.rerank, encoder,
-                             depth=prepared.query.rerank_depth, explain=explain)
-    rendered = prepared.render(dialect=detect(client))
-    results = execute(client, index, rendered, explain=explain)
-    return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

@@ -36,7 +36,9 @@ import numpy as np
 
 from ..errors import InputError
 from . import strategies as S
-from .query import CompositeQuery, SearchResponse, prepare, run_prepared
+from .execute import run_prepared
+from .prepare import prepare
+from .query import CompositeQuery, SearchResponse
 
 MAX_TURNS = 20
 MAX_REJECTED = 200

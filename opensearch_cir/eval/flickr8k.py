@@ -17,7 +17,9 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import dsl
-from ..compose.query import CompositeQuery, execute, prepare
+from ..compose.execute import execute
+from ..compose.prepare import prepare
+from ..compose.query import CompositeQuery
 from ..errors import InputError
 from . import metrics
 from ..ingest.records import document_id

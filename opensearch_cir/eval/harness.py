@@ -13,7 +13,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
-from ..compose.query import PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights, execute, prepare
+from ..compose.execute import execute
+from ..compose.prepare import prepare
+from ..compose.query import PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights
 from ..errors import CIRError
 from . import metrics
 

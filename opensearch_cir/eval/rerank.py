@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from ..compose.query import Weights, execute
+from ..compose.execute import execute
+from ..compose.query import Weights
 from ..compose.rerank import apply_chain, parse_rerankers
 from ..compose.rerank.base import RerankContext
 from ..compose.rerank.run import first_stage, fresh

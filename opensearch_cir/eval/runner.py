@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from .. import dsl
 from ..compose import strategies as S
-from ..compose.query import IMAGE_FIELD, PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights, prepare
+from ..compose.prepare import prepare
+from ..compose.query import IMAGE_FIELD, PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights
 from ..errors import InputError
 from . import official
 from .formats import FASHIONIQ_CATEGORIES, Benchmark, load

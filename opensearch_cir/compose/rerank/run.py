@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..query import PreparedQuery, RenderedQuery, SearchResponse, SearchResult, _add_sub_scores, execute
+from ..execute import _add_sub_scores, execute
+from ..query import PreparedQuery, RenderedQuery, SearchResponse, SearchResult
 from . import DEFAULT_DEPTH, apply_chain, parse_rerankers
 from .base import CAPTION_VECTOR_FIELD, IMAGE_FIELD, VECTOR_FIELDS, Candidate, RerankContext
 
