@@ -38,7 +38,7 @@ from ..errors import InputError
 from . import strategies as S
 from .execute import run_prepared
 from .prepare import prepare
-from .query import CompositeQuery, SearchResponse
+from .query import IMAGE_FIELD, CompositeQuery, SearchResponse
 
 MAX_TURNS = 20
 MAX_REJECTED = 200
@@ -150,7 +150,7 @@ class Session:
     def _rejected_vector(self, doc_id: str) -> np.ndarray | None:
         if doc_id not in self._rejected_vectors:
             source = self.client.get(index=self.index, id=doc_id).get("_source") or {}
-            vector = source.get("image_vector")
+            vector = source.get(IMAGE_FIELD)
             self._rejected_vectors[doc_id] = None if vector is None else np.asarray(vector, np.float32)
         return self._rejected_vectors[doc_id]
 

@@ -19,9 +19,8 @@ import numpy as np
 
 from ...errors import InputError
 from .. import strategies as S
+from ..query import CAPTION_VECTOR_FIELD, IMAGE_FIELD
 
-IMAGE_FIELD = "image_vector"
-CAPTION_VECTOR_FIELD = "caption_vector"
 VECTOR_FIELDS = (IMAGE_FIELD, CAPTION_VECTOR_FIELD)
 
 
