@@ -35,7 +35,8 @@ from .requests import (
     parse_bulk, plain_explanation, printable, shards, source_spec, total_hits,
 )
 from .sorting import parse_sort, sort_hits
-from .store import IndexStore, atomic_write_json, read_json
+from .persist import atomic_write_json, read_json
+from .store import IndexStore
 
 __all__ = ["EmbeddedClient"]
 

@@ -39,6 +39,7 @@ from ...errors import EngineError
 from .analysis import build_analyzer
 from .dates import to_millis
 from .mapping import FieldSpec, Mapping
+from .persist import Snapshots, atomic_write_json, dumps_compact, read_json
 from .vectors import VectorField
 
 ORD_FIELD = "_ord"
@@ -47,32 +48,6 @@ ORD_FIELD = "_ord"
 TOKEN_SEPARATOR = "\x00"
 WRITE_LOCK_TIMEOUT_S = 10.0
 SNAPSHOT_MIN_BYTES = 16 * 2**20  # write a snapshot once the log grew this much (and by 25 %)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to `path` so that readers see either the old or the new content, durably."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(_dumps(obj))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return default
 
 
 def tantivy_name(path: str) -> str:
@@ -125,7 +100,7 @@ class Prepared:
     vectors: dict[str, np.ndarray]
 
 
-class IndexStore:
+class IndexStore(Snapshots):
     """One index folder: committed documents, columns for filters, vectors and the text index."""
 
     def __init__(self, folder: Path, *, settings: dict | None = None, mappings: dict | None = None):
@@ -561,7 +536,7 @@ class IndexStore:
         if not prepared:
             return
         self._acquire_writer()
-        lines = [(_dumps(p.record) + "\n").encode("utf-8") for p in prepared]
+        lines = [(dumps_compact(p.record) + "\n").encode("utf-8") for p in prepared]
         with open(self.folder / "docs.log", "ab") as f:
             f.write(b"".join(lines))
             f.flush()
@@ -589,80 +564,6 @@ class IndexStore:
         self.refresh()
         if self.log_pos - self._snapshot_log_pos >= max(SNAPSHOT_MIN_BYTES, self._snapshot_log_pos // 4):
             self._save_snapshot()
-
-    # --- snapshots of the in-memory state ------------------------------------------------------------
-    def _save_snapshot(self) -> None:
-        """Write the state at the current view (numpy arrays + JSON, never pickle), atomically."""
-        arrays = {
-            "offsets": np.frombuffer(self.offsets, dtype=np.int64),
-            "lengths": np.frombuffer(self.lengths, dtype=np.int64),
-            "live": np.frombuffer(bytes(self.live_bytes), dtype=np.uint8),
-        }
-        columns = {}
-        for i, (path, column) in enumerate(self.columns.items()):
-            keys = list(column.postings)
-            columns[path] = {"index": i, "keys": keys}
-            arrays[f"c{i}_present"] = np.frombuffer(column.present, dtype=np.int64)
-            arrays[f"c{i}_num_ords"] = np.frombuffer(column.num_ords, dtype=np.int64)
-            arrays[f"c{i}_num_vals"] = np.frombuffer(column.num_vals, dtype=np.float64)
-            postings = [column.postings[k] for k in keys]
-            arrays[f"c{i}_sizes"] = np.array([len(p) for p in postings], dtype=np.int64)
-            arrays[f"c{i}_ords"] = np.frombuffer(b"".join(p.tobytes() for p in postings), dtype=np.int64)
-        header = {
-            "generation": self.generation,
-            "log_pos": self.log_pos,
-            "n_ords": self.n_ords,
-            "ids": self.ids,
-            "versions": list(self.id_version.items()),
-            "columns": columns,
-        }
-        arrays["header"] = np.frombuffer(_dumps(header).encode("utf-8"), dtype=np.uint8)
-        target = self.folder / "snapshot.npz"
-        tmp = self.folder / f".snapshot.{os.getpid()}.tmp.npz"
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        self._snapshot_log_pos = self.log_pos
-
-    def _load_snapshot(self) -> None:
-        """Start from `snapshot.npz` when it is usable; any problem means a full log replay."""
-        path = self.folder / "snapshot.npz"
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(bytes(data["header"]).decode("utf-8"))
-                if header["log_pos"] > self.manifest_on_disk()["log_bytes"]:
-                    return
-                state = {name: data[name] for name in data.files if name != "header"}
-        except (OSError, ValueError, KeyError, EOFError):
-            return
-        ids = header["ids"]
-        live = state["live"].astype(bool)
-        self.ids = ids
-        self.id_version = dict(header["versions"])
-        self.offsets = array("q", state["offsets"].tobytes())
-        self.lengths = array("q", state["lengths"].tobytes())
-        self.live_bytes = bytearray(state["live"].tobytes())
-        self.id_to_ord = {ids[o]: int(o) for o in np.flatnonzero(live)}
-        self.columns = {}
-        for path, info in header["columns"].items():
-            spec = self.mapping.fields.get(path)
-            if spec is None:
-                return self._reset_state()
-            column = self.columns[path] = self._new_column(spec)
-            i = info["index"]
-            column.present = array("q", state[f"c{i}_present"].tobytes())
-            column.num_ords = array("q", state[f"c{i}_num_ords"].tobytes())
-            column.num_vals = array("d", state[f"c{i}_num_vals"].tobytes())
-            ords, bounds = state[f"c{i}_ords"], np.cumsum(state[f"c{i}_sizes"])
-            start = 0
-            for key, end in zip(info["keys"], bounds):
-                column.postings[key] = array("q", ords[start:end].tobytes())
-                start = int(end)
-        self.n_ords = header["n_ords"]
-        self.log_pos = header["log_pos"]
-        self._snapshot_log_pos = header["log_pos"]
 
     def manifest_on_disk(self) -> dict:
         return read_json(self.folder / "manifest.json")
