@@ -10,7 +10,6 @@ and once more without rescoring (the codes' own ranking). Truth: exact inner-pro
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -21,24 +20,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import load_corpus  # noqa: E402
-from hnsw import query_vectors, recall  # noqa: E402
+from corpus import recall, text_to_image_case  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=40_000)
-    parser.add_argument("--queries", type=int, default=2000)
-    args = parser.parse_args()
+    case = text_to_image_case(__doc__)
+    vectors, queries, truth = case.vectors, case.queries, case.truth
     from opensearch_cir.engines.embedded.mapping import FieldSpec
     from opensearch_cir.engines.embedded.quantize import LEVELS, bytes_per_vector
     from opensearch_cir.engines.embedded.vectors import VectorField
 
-    corpus = load_corpus(args.docs)
-    vectors = np.ascontiguousarray(corpus.image_vectors)
     n, dim = vectors.shape
-    queries = query_vectors(corpus.queries)[: args.queries]
-    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     folder = Path(tempfile.mkdtemp(prefix="cir-compression-"))
     everyone = np.ones(n, bool)
     print(f"{n} documents, {dim}-d, {len(queries)} text→image queries; load average {os.getloadavg()[0]:.1f}")

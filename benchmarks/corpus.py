@@ -9,6 +9,7 @@ The cache folder is `$CIR_BENCH_CACHE` (default: <tmp>/cir-bench-cache). Needs `
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from dataclasses import dataclass
@@ -98,3 +99,41 @@ def load_corpus(limit: int | None = None) -> Corpus:
 if __name__ == "__main__":
     corpus = load_corpus()
     print(len(corpus.ids), corpus.image_vectors.shape, len(corpus.queries))
+
+
+def query_vectors(texts: list[str]) -> np.ndarray:
+    """The text tower's vectors of `texts`, cached beside the corpus."""
+    path = cache_dir() / f"queries-{len(texts)}.npy"
+    if not path.exists():
+        np.save(path, load_encoder(None).encode_texts(texts))
+    return np.load(path)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean recall@k of each row of `found` against the same row of `truth`."""
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+@dataclass
+class RecallCase:
+    """Text→image recall on real embeddings: the options, the corpus, its image vectors, the query
+    vectors (Flickr8k dev captions) and the exact inner-product top 10 of each query."""
+
+    args: argparse.Namespace
+    corpus: Corpus
+    vectors: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray
+
+
+def text_to_image_case(description: str) -> RecallCase:
+    """The recall benchmarks' common setup (`--docs` / `--queries` options), see `RecallCase`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=40_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    args = parser.parse_args()
+    corpus = load_corpus(args.docs)
+    vectors = np.ascontiguousarray(corpus.image_vectors)
+    queries = query_vectors(corpus.queries)[: args.queries]
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    return RecallCase(args, corpus, vectors, queries, truth)

@@ -12,7 +12,6 @@ the template's m / ef_construction and searches with its ef_search, once in one 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,23 +21,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import cache_dir, load_corpus  # noqa: E402
+from corpus import recall, text_to_image_case  # noqa: E402
 from service import INDEX, build_index  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "index_templates" / "cir-index-template.json"
-
-
-def query_vectors(texts: list[str]) -> np.ndarray:
-    path = cache_dir() / f"queries-{len(texts)}.npy"
-    if not path.exists():
-        from opensearch_cir.encoders import load_encoder
-
-        np.save(path, load_encoder(None).encode_texts(texts))
-    return np.load(path)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
 
 def faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, m: int, ef_construction: int, ef_search: int,
@@ -57,21 +43,14 @@ def faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, m: int, ef_construction
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=40_000)
-    parser.add_argument("--queries", type=int, default=2000)
-    args = parser.parse_args()
+    case = text_to_image_case(__doc__)
+    args, corpus, vectors, queries, truth = case.args, case.corpus, case.vectors, case.queries, case.truth
     from opensearch_cir import dsl
     from opensearch_cir.engines.embedded import EmbeddedClient
 
-    corpus = load_corpus(args.docs)
-    vectors = np.ascontiguousarray(corpus.image_vectors)
-    queries = query_vectors(corpus.queries)[: args.queries]
-    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     template = json.loads(TEMPLATE.read_text())["template"]
     params = template["mappings"]["properties"]["image_vector"]["method"]["parameters"]
-    m, ef_construction = params["m"], params["ef_construction"]
-    ef_search = template["settings"]["index"]["knn.algo_param.ef_search"]
+    m, ef_construction, ef_search = params["m"], params["ef_construction"], params["ef_search"]
 
     client = EmbeddedClient(build_index(args.docs))
     position = {doc_id: i for i, doc_id in enumerate(corpus.ids)}
