@@ -77,6 +77,23 @@ def test_search_with_reference_image_and_text(client, catalog):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_an_uploaded_reference_is_decoded_once_and_ranks_as_its_bytes_do(client, catalog, monkeypatch):
+    """The service decodes an upload once (its bounded decode pool) and the search reuses the pixels:
+    same results as the bytes encoded by the search itself."""
+    from opensearch_cir.compose import CompositeQuery, search
+    from opensearch_cir.encoders import preprocess
+
+    decodes = []
+    real_decode = preprocess._decode
+    monkeypatch.setattr(preprocess, "_decode", lambda *args: decodes.append(1) or real_decode(*args))
+    png, text = catalog.reference_png(0), catalog.scenes.queries[0].text
+    response = client.post("/search", files={"images": ("ref.png", png, "image/png")}, data={"text": text, "k": "5"})
+    assert response.status_code == 200, response.text
+    assert len(decodes) == 1
+    direct = search(catalog.client, catalog.settings.index, CompositeQuery(images=[png], text=text, k=5), catalog.encoder)
+    assert [r["id"] for r in response.json()["results"]] == [r.id for r in direct.results]
+
+
 def test_search_text_only_with_filters_and_strategy(client):
     response = client.post("/search", data={"text": "a red circle", "strategy": "text_only", "k": "50",
                                             "filters": json.dumps({"metadata.colours": "red"})})

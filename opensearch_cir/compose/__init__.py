@@ -6,12 +6,13 @@ demo and the evaluation use; `prepare` / `PreparedQuery.render` / `execute` are 
 
 from .execute import execute, search
 from .prepare import prepare
-from .query import STRATEGIES, CompositeQuery, PreparedQuery, RenderedQuery, SearchResponse, SearchResult, Weights
+from .query import STRATEGIES, CompositeQuery, DecodedImage, PreparedQuery, RenderedQuery, SearchResponse, SearchResult, Weights
 from .rewrite import Rewrite, rewrite_caption
 
 __all__ = [
     "STRATEGIES",
     "CompositeQuery",
+    "DecodedImage",
     "PreparedQuery",
     "RenderedQuery",
     "Rewrite",

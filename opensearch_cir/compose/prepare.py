@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..encoders.preprocess import read_image_bytes
+from ..encoders.preprocess import load_image, read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
 from . import strategies as S
 from .hooks import Hooks
-from .query import CAPTION_FIELD, IMAGE_FIELD, PHI_STRATEGIES, CompositeQuery, PreparedQuery, Weights
+from .query import CAPTION_FIELD, IMAGE_FIELD, PHI_STRATEGIES, CompositeQuery, DecodedImage, PreparedQuery, Weights
 from .rewrite import Rewrite, rewrite_caption
 
 
@@ -49,8 +49,8 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
         captions += _first_caption(source.get(CAPTION_FIELD))
         excluded.append(doc_id)
     if query.images:
-        blobs = [read_image_bytes(item) for item in query.images]
-        image_vectors += list(encoder.encode_images(blobs))
+        blobs = [item.data if isinstance(item, DecodedImage) else read_image_bytes(item) for item in query.images]
+        image_vectors += list(_encode_references(encoder, query.images, blobs))
         for blob in blobs:
             content_hash = document_id(blob)
             source = _get_source(client, index, content_hash)
@@ -95,6 +95,15 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
         excluded_ids=list(dict.fromkeys(excluded)) if query.exclude_reference else [],
         phi=phi.compose(image[None], [text])[0] if phi is not None and image is not None and wants_phi else None,
     )
+
+
+def _encode_references(encoder: Any, items: Sequence[Any], blobs: list[bytes]) -> np.ndarray:
+    """Image vectors of the reference images; `DecodedImage`s are encoded from their pixels."""
+    if not any(isinstance(item, DecodedImage) for item in items):
+        return encoder.encode_images(blobs)
+    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels))
+              for item, blob in zip(items, blobs)]
+    return encoder.encode_pixels(np.stack(pixels))
 
 
 def _first_caption(value: Any) -> list[str]:

@@ -112,18 +112,28 @@ class Weights:
                 raise InputError(f"weight {name} must be ≥ 0")
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """A reference image already decoded and preprocessed for the model (`encoder.preprocess`): its
+    bytes (for the content hash) and pixels `float32[3, H, W]`, so a search does not decode it again
+    (the service decodes uploads once, in its bounded decode pool)."""
+
+    data: bytes
+    pixels: np.ndarray
+
+
 @dataclass
 class CompositeQuery:
     """A composed query: reference image(s) plus modification text, or either alone.
 
-    images: reference images as file paths or bytes; doc_ids: references already in the index;
+    images: reference images as file paths, bytes or `DecodedImage`s; doc_ids: references already in the index;
     text: the modification ("in navy blue instead"); negative: what to avoid ("a hood");
     caption: the reference caption, when not taken from the index; filters: `{field: value|[values]}`
     term filters (e.g. `{"metadata.gender": "Women"}`); k: number of results; strategy: one of
     STRATEGIES; weights: `Weights`; exclude_reference: drop the reference documents from results.
     """
 
-    images: Sequence[str | Path | bytes] = ()
+    images: Sequence[str | Path | bytes | DecodedImage] = ()
     doc_ids: Sequence[str] = ()
     text: str = ""
     negative: str = ""

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..compose import STRATEGIES, CompositeQuery
-from ..compose.query import available_strategies
+from ..compose.query import DecodedImage, available_strategies
 from ..errors import InputError
 from ..ingest.records import local_path
 from . import handlers, schemas
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
     require_key = _api_key_dependency(settings)
     _add_routes(app, backend, require_key, workers)
     add_session_routes(app, backend, [Depends(require_key)],
-                       lambda uploads, urls, settings: _reference_images(uploads, urls, settings, workers))
+                       lambda uploads, urls, settings: _reference_images(uploads, urls, settings, workers, backend.encoder))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_docs(app)
     return app
@@ -185,7 +185,7 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         check_form_fields(await request.form(), SEARCH_FIELDS)
         if k > settings.max_k:
             raise InputError(f"k: {k} is more than the limit of {settings.max_k}")
-        references = await _reference_images(images or [], image_url or [], settings, workers)
+        references = await _reference_images(images or [], image_url or [], settings, workers, backend.encoder)
         query = dict(
             images=references,
             reference_ids=[ref for ref in (reference_id or []) if ref.strip()],
@@ -231,24 +231,27 @@ SEARCH_FIELDS = ("images", "image_url", "reference_id", "text", "negative_text",
 INGEST_FIELDS = ("files", "captions", "metadata")
 
 
-async def _reference_images(uploads: list[UploadFile], urls: list[str], settings: Settings, workers: Workers) -> list[bytes]:
+async def _reference_images(uploads: list[UploadFile], urls: list[str], settings: Settings, workers: Workers,
+                            encoder: Any) -> list[DecodedImage]:
+    """The uploaded and fetched reference images, each decoded once (off the event loop, a bounded
+    number at a time) and preprocessed for `encoder`, so the search does not decode it again."""
     urls = [url.strip() for url in urls if url.strip()]
     uploads = [upload for upload in uploads if upload.filename or upload.size]
     if len(uploads) + len(urls) > settings.max_images_per_query:
         raise InputError(f"at most {settings.max_images_per_query} reference images per query")
-    references = []  # (name, bytes) of each image, checked to decode within the limits
+    references = []  # (name, bytes) of each image
     for upload in uploads:
         references.append((upload.filename or "image", await read_upload(upload, settings)))
     for url in urls:
         check_remote_url(url, settings)  # refused at once, without waiting for a fetch slot
         references.append((url, await workers.fetch(fetch_remote, url, settings)))
-    for name, data in references:  # checked off the event loop, a bounded number at a time
-        await workers.decode(_check_decodes, data, name, settings)
-    return [data for _, data in references]
+    return [await workers.decode(_decoded, data, name, settings, encoder) for name, data in references]
 
 
-def _check_decodes(data: bytes, name: str, settings: Settings) -> None:
-    decode_image(data, name, settings).close()
+def _decoded(data: bytes, name: str, settings: Settings, encoder: Any) -> DecodedImage:
+    """`data` decoded within the service's limits and preprocessed for `encoder`."""
+    with decode_image(data, name, settings) as image:
+        return DecodedImage(data, encoder.preprocess(image))
 
 
 def _aligned(values: list | None, count: int, name: str) -> list:
