@@ -247,6 +247,60 @@ def test_slow_drip_urls_time_out_and_do_not_starve_health(catalog):
     assert elapsed < 45 / 8 * 1.0 + 10  # 8 at a time, 0.5-1 s each: the drip's 30 s never waited out
 
 
+def test_requests_start_no_thread_on_the_event_loop(catalog, monkeypatch):
+    """Under load a thread the event loop starts waits for the GIL, and the loop with it: the pools
+    run from the start, remote fetches are asynchronous, and the API-key check is a coroutine."""
+    app = make_app(catalog, api_key="k")
+    image = catalog.reference_png(0)
+
+    async def requests():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service", headers={"X-API-Key": "k"}) as client:
+            answers = [await client.get("/health")]
+            await asyncio.sleep(1.1)  # the cached health answer is now stale: the next one refreshes it
+            answers.append(await client.get("/health"))
+            answers.append(await client.post("/search", data={"text": "a dog", "k": "2"}))
+            answers.append(await client.post("/search", files={"images": ("r.png", image, "image/png")}, data={"k": "2"}))
+            answers.append(await client.post("/embed", json={"inputText": "a dog"}))
+            return answers
+
+    started = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (started.append(thread.name), real_start(thread))[1])
+    answers = asyncio.run(requests())
+    assert [answer.status_code for answer in answers] == [200] * 5, [answer.text for answer in answers]
+    assert started == []
+
+
+def test_a_slow_sender_wakes_the_event_loop_a_few_times_a_second_not_per_byte(catalog, monkeypatch):
+    from opensearch_cir.service import inputs
+    from opensearch_cir.service.workers import Workers
+
+    png = catalog.reference_png(0)
+    reads = []
+    real_aiter = httpx.Response.aiter_bytes
+
+    async def counted(response, *args, **kwargs):
+        async for chunk in real_aiter(response, *args, **kwargs):
+            reads.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(httpx.Response, "aiter_bytes", counted)
+    with image_server(png, drip_seconds=1.5) as (base, _):
+        settings = catalog.settings.replace(remote_url_allowlist=(f"{base}/slow/",), remote_fetch_timeout_s=10)
+
+        async def fetch():
+            workers = Workers(settings)
+            try:
+                return await workers.fetch(f"{base}/slow/r.png")
+            finally:
+                await workers.aclose()
+
+        assert asyncio.run(fetch()) == png
+    assert sum(reads) == len(png)
+    assert len(reads) <= 1.5 / inputs._SLOW_PAUSE_S + 10, len(reads)  # unpaced: about one read per byte
+
+
 def test_health_answers_at_once_while_the_engine_is_busy(catalog, monkeypatch):
     client = TestClient(make_app(catalog))
     assert client.get("/health").json()["status"] == "ok"  # the first answer is measured

@@ -158,23 +158,20 @@ def test_search_bad_input_is_4xx_with_a_clear_message(client, data, files, statu
 
 
 def test_search_fetches_only_allow_listed_urls_without_following_redirects(catalog, monkeypatch):
-    import contextlib
-
     import httpx
 
-    from opensearch_cir.service import inputs
+    from opensearch_cir.service import workers
 
-    answers = {"https://img.example/ref.png": httpx.Response(200, content=catalog.reference_png(0)),
-               "https://img.example/moved.png": httpx.Response(302, headers={"location": "http://10.0.0.1/"})}
+    answers = {"https://img.example/ref.png": lambda: httpx.Response(200, content=catalog.reference_png(0)),
+               "https://img.example/moved.png": lambda: httpx.Response(302, headers={"location": "http://10.0.0.1/"})}
     fetched = []
 
-    @contextlib.contextmanager
-    def fake_stream(method, url, **options):
-        assert options["follow_redirects"] is False
-        fetched.append(url)
-        yield answers[url]
+    def answer(request: httpx.Request) -> httpx.Response:  # an unknown URL (a followed redirect) raises KeyError
+        fetched.append(str(request.url))
+        return answers[str(request.url)]()
 
-    monkeypatch.setattr(inputs.httpx, "stream", fake_stream)
+    real_client = httpx.AsyncClient
+    monkeypatch.setattr(workers.httpx, "AsyncClient", lambda **options: real_client(transport=httpx.MockTransport(answer), **options))
     client = make_client(catalog, remote_url_allowlist=("https://img.example/",))
     ok = client.post("/search", data={"image_url": "https://img.example/ref.png", "text": "make it red", "k": "3"})
     assert ok.status_code == 200 and len(ok.json()["results"]) == 3

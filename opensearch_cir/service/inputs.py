@@ -6,11 +6,11 @@ the exception handlers answer with a 4xx.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import difflib
 import json
-import time
 from typing import Any
 
 import httpx
@@ -23,6 +23,8 @@ from ..ingest.records import check_text
 from .settings import Settings, allowed_remote_url
 
 _CHUNK = 1 << 16
+_SLOW_CHUNK = 1 << 10
+_SLOW_PAUSE_S = 0.05
 
 
 class UploadTooLargeError(InputError):
@@ -57,25 +59,30 @@ def check_remote_url(url: str, settings: Settings) -> str:
     return allowed
 
 
-def fetch_remote(url: str, settings: Settings) -> bytes:
+async def fetch_remote(client: httpx.AsyncClient, url: str, settings: Settings) -> bytes:
     """Download an image from an allow-listed `url` (redirects not followed), within the upload
-    limit and `remote_fetch_timeout_s` in all, however slowly the server sends."""
+    limit and `remote_fetch_timeout_s` in all, however slowly the server sends. Asynchronous: a
+    slow server holds a socket, not a thread."""
     target = check_remote_url(url, settings)
-    deadline = time.monotonic() + settings.remote_fetch_timeout_s
     try:
-        with httpx.stream("GET", target, timeout=settings.remote_fetch_timeout_s, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise InputError(f"{url}: the remote server answered {response.status_code}")
-            data = bytearray()
-            for chunk in response.iter_bytes():  # as received (a chunk size would wait for that many bytes)
-                data += chunk
-                if len(data) > settings.max_upload_bytes:
-                    raise UploadTooLargeError(_too_large(url, settings))
-                if time.monotonic() > deadline:
-                    raise InputError(f"{url}: not fetched within {settings.remote_fetch_timeout_s:g} s "
-                                     "(CIR_REMOTE_FETCH_TIMEOUT_S)")
+        return await asyncio.wait_for(_download(client, target, url, settings), settings.remote_fetch_timeout_s)
+    except asyncio.TimeoutError:
+        raise InputError(f"{url}: not fetched within {settings.remote_fetch_timeout_s:g} s (CIR_REMOTE_FETCH_TIMEOUT_S)") from None
     except httpx.HTTPError as exc:
         raise InputError(f"{url}: could not be fetched ({exc})") from exc
+
+
+async def _download(client: httpx.AsyncClient, target: str, url: str, settings: Settings) -> bytes:
+    async with client.stream("GET", target, follow_redirects=False) as response:
+        if response.status_code != 200:
+            raise InputError(f"{url}: the remote server answered {response.status_code}")
+        data = bytearray()
+        async for chunk in response.aiter_bytes():  # as received (a chunk size would wait for that many bytes)
+            data += chunk
+            if len(data) > settings.max_upload_bytes:
+                raise UploadTooLargeError(_too_large(url, settings))
+            if len(chunk) < _SLOW_CHUNK:  # a slow sender: let its bytes gather in the socket buffer
+                await asyncio.sleep(_SLOW_PAUSE_S)  # instead of waking the event loop for each one
     return bytes(data)
 
 
@@ -91,12 +98,13 @@ def decode_base64(value: str, name: str, settings: Settings) -> bytes:
         raise InputError(f"{name}: not valid base64") from None
 
 
-def decode_image(data: bytes, name: str, settings: Settings) -> Image.Image:
-    """An RGB image from bytes, with the pixel cap; errors name the part."""
+def decode_image(data: bytes, name: str, settings: Settings, min_side: int | None = None) -> Image.Image:
+    """An RGB image from bytes, with the pixel cap (large JPEGs decoded at a reduced scale keeping
+    `min_side`, see `load_image`); errors name the part."""
     if not data:
         raise InputError(f"{name}: empty file")
     try:
-        return load_image(data, max_pixels=settings.max_pixels)
+        return load_image(data, max_pixels=settings.max_pixels, min_side=min_side)
     except InputError as exc:
         raise type(exc)(f"{name}: {exc}") from exc
 

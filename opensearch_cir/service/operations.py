@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compose import CompositeQuery, Weights, search
+from ..compose import CompositeQuery, DecodedImage, Weights, search
 from ..compose.strategies import weighted_fusion
 from ..errors import InputError
 from ..ingest import Ingestor, Record
@@ -27,11 +27,11 @@ EMBED_ALPHA = Weights().alpha
 built from /embed searches like `cir search --strategy fusion`."""
 
 
-def compose_embedding(encoder: Any, *, text: str | None, image: Any) -> np.ndarray:
+def compose_embedding(encoder: Any, text: str | None, image: DecodedImage | None) -> np.ndarray:
     """E_T(text), E_I(image), or for both the weighted fusion norm((1 − α)·E_I + α·E_T), α = EMBED_ALPHA."""
     if image is None:
         return encoder.encode_texts([text])[0]
-    image_vector = encoder.encode_images([image])[0]
+    image_vector = encoder.encode_pixels(image.pixels[None])[0]
     if text is None:
         return image_vector
     return weighted_fusion(image_vector, encoder.encode_texts([text])[0], EMBED_ALPHA)

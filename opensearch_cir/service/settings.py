@@ -53,8 +53,8 @@ class Settings:
     """Wall-clock limit of one remote fetch, however slowly the server sends."""
     max_concurrent_decodes: int = 2
     """Reference images decoded at once (in their own threads, never on the event loop)."""
-    max_concurrent_fetches: int = 8
-    """Remote reference images fetched at once (in their own threads)."""
+    max_concurrent_fetches: int = 32
+    """Remote reference images fetched at once (asynchronously: each holds a socket, not a thread)."""
     max_concurrent_searches: int = 4
     """Searches and ingest requests run at once; more wait for a slot."""
     queue_timeout_s: float = 10.0

@@ -1,10 +1,13 @@
-"""Bounded places for the blocking work behind requests, so that the event loop never waits.
+"""Bounded places for the work behind requests, so that the event loop never waits.
 
-Decoding reference images and fetching remote ones run in their own small thread pools, searches
-and ingest requests in the shared thread pool; each kind has a number of slots, and a request
-waits for a slot at most `queue_timeout_s` before it is answered 503 (retry later). So 8 clients
-sending 40 MP images, or 45 slow-drip URLs, occupy a few threads and a bounded queue, and
-`/health` (and every other request) keeps its own threads and the event loop.
+Decoding reference images runs in a small thread pool, searches and ingest requests in another
+one, each with as many threads as slots, started with the service (the event loop never starts a
+thread: under load a new thread waits for the GIL, and so would the loop). Remote images are
+fetched asynchronously, on the event loop, by one HTTP client with a bounded number of
+connections: a slow server holds a socket, not a thread. Each kind of work has a number of slots,
+and a request waits for a slot at most `queue_timeout_s` before it is answered 503 (retry later).
+So 8 clients sending 40 MP images, or 45 slow-drip URLs, occupy a few threads, sockets and a
+bounded queue, and `/health` (and every other request) keeps the event loop.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
-from starlette.concurrency import run_in_threadpool
+import httpx
 
 from ..errors import CIRError
+from .inputs import fetch_remote
 from .settings import Settings
 
 
@@ -31,8 +36,11 @@ class Workers:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._decode_pool = ThreadPoolExecutor(max(1, settings.max_concurrent_decodes), thread_name_prefix="cir-decode")
-        self._fetch_pool = ThreadPoolExecutor(max(1, settings.max_concurrent_fetches), thread_name_prefix="cir-fetch")
+        self._decode_pool = started_pool(max(1, settings.max_concurrent_decodes), "cir-decode")
+        self._search_pool = started_pool(max(1, settings.max_concurrent_searches), "cir-search")
+        # made here, not on the event loop: the client loads the system's CA certificates (~0.1-0.5 s)
+        self._http = httpx.AsyncClient(timeout=settings.remote_fetch_timeout_s, limits=httpx.Limits(
+            max_connections=max(1, settings.max_concurrent_fetches), max_keepalive_connections=0))
         self._slots = {
             "image decoding": asyncio.Semaphore(max(1, settings.max_concurrent_decodes)),
             "remote fetching": asyncio.Semaphore(max(1, settings.max_concurrent_fetches)),
@@ -57,15 +65,30 @@ class Workers:
         async with self._slot("image decoding"):
             return await asyncio.get_running_loop().run_in_executor(self._decode_pool, _then_trim, fn, args)
 
-    async def fetch(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` in the fetch pool."""
+    async def fetch(self, url: str) -> bytes:
+        """The bytes of an allow-listed remote image (see `inputs.fetch_remote`)."""
         async with self._slot("remote fetching"):
-            return await asyncio.get_running_loop().run_in_executor(self._fetch_pool, fn, *args)
+            return await fetch_remote(self._http, url, self.settings)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A search or an ingest request: `fn(*args)` in the shared thread pool, in a bounded number of slots."""
+        """A search or an ingest request: `fn(*args)` in the search pool, in a bounded number of slots."""
         async with self._slot("search"):
-            return await run_in_threadpool(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._search_pool, fn, *args)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and stop the pools (at shutdown)."""
+        await self._http.aclose()
+        for pool in (self._decode_pool, self._search_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def started_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose `threads` threads are already running (each waits at a barrier until all exist)."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+    barrier = threading.Barrier(threads)
+    for future in [pool.submit(barrier.wait) for _ in range(threads)]:
+        future.result()
+    return pool
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
