@@ -19,7 +19,8 @@ transformers = pytest.importorskip("transformers")
 
 from opensearch_cir.encoders import Manifest, load_encoder  # noqa: E402
 from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files  # noqa: E402
-from opensearch_cir.encoders.export import INT8_TOLERANCE, export_hf  # noqa: E402
+from opensearch_cir.encoders.export import export_hf  # noqa: E402
+from opensearch_cir.encoders.precision import INT8_TOLERANCE  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -271,7 +272,7 @@ def test_int8_keeps_drift_prone_matmuls_in_float(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from opensearch_cir.encoders.export import INT8_TARGET, _quantize_best, run_graph
+    from opensearch_cir.encoders.precision import INT8_TARGET, quantize_best, run_graph
 
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=(32, 32)).astype(np.float32), rng.normal(size=(32, 16)).astype(np.float32)
@@ -285,7 +286,7 @@ def test_int8_keeps_drift_prone_matmuls_in_float(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "text.onnx")
     x = rng.normal(size=(24, 32)).astype(np.float32)
     x[:, 0] *= 300  # one outlier channel: a single per-tensor activation scale leaves the others ~1 level
-    name, info = _quantize_best(tmp_path, "text", {"x": x}, static=False)
+    name, info = quantize_best(tmp_path, "text", {"x": x}, static=False)
     assert info["method"].endswith("+float-matmuls") and info["float_matmuls"][0] == "first"
     mean, worst = info["probe_cosine_mean_min"][info["method"]]
     assert mean >= INT8_TARGET[0] and worst >= INT8_TARGET[1] > info["probe_cosine_mean_min"]["dynamic-s8"][1]

@@ -4,7 +4,7 @@ runs/default/best.pt --out onnx_models/default`.
 Uses the generic `encoders.export.export_towers` (fp32 + int8), then keeps what fits the 40 MB
 budget of the shipped default model: the frozen MiniLM text graph is ~90 MB in fp32, so the text
 tower ships as int8 only (its most drift-prone MatMuls keep int8 weights computed in float, see
-`encoders.export.INT8_TARGET`; its cosine to fp32 is measured on Flickr8k dev captions, apart from
+`encoders.precision.INT8_TARGET`; its cosine to fp32 is measured on Flickr8k dev captions, apart from
 the ones that chose those MatMuls, and recorded in the manifest). Variants: `fp32` = fp32 image graph + int8 text graph; `int8` = int8 image graph
 (when its cosine to fp32 holds) + int8 text graph. `manifest.extra["text_fp32_omitted"]` says so.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoders.export import export_towers, run_graph
+from ..encoders.export import export_towers
+from ..encoders.precision import run_graph
 from ..encoders.manifest import ImageSpec, Manifest, TextSpec
 from .models import TEXT_SPEC, TextTower, minilm_path
 from .train import load_checkpoint
