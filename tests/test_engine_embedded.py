@@ -561,3 +561,25 @@ def test_date_fields_dynamic_detection_range_math_term_and_sort(tmp_path):
     with pytest.raises(UnsupportedQueryError):
         client.indices.create(index="fmt", body={"mappings": {"properties": {"d": {"type": "date", "format": "yyyy/MM/dd"}}}})
     client.close()
+
+
+def test_hybrid_total_counted_by_tantivy_equals_every_match_after_deletes_and_updates(client):
+    docs, _ = hybrid_fixture(client, "cir-total")
+    client.delete(index="cir-total", id="doc1", refresh=True)  # green
+    client.delete(index="cir-total", id="doc4", refresh=True)  # red
+    client.index(index="cir-total", id="doc8", body={**docs["doc8"], "caption": "item purple"}, refresh=True)
+    client.index(index="cir-total", id="doc9", body={**docs["doc9"], "caption": "item red again"}, refresh=True)
+    client.search_pipeline.put(id="rrf", body={"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrf"}}}]})
+    cases = [
+        [{"match": {"caption": "red"}}, {"knn": {"image_vector": {"vector": [0.5, -0.2, 0.1, 0.9], "k": 9}}}],
+        [{"match": {"caption": "red"}}, {"match": {"caption": "blue purple"}}],
+        [{"term": {"caption": "green"}}, {"knn": {"image_vector": {"vector": [-0.1, 0.3, 0.8, 0.2], "k": 20}}},
+         {"term": {"metadata.colour": "black"}}],
+    ]
+    for queries in cases:
+        every_match = set()
+        for query in queries:
+            every_match |= set(sub_results(client, "cir-total", query, 100)[0])
+        body = {"size": 3, "query": {"hybrid": {"queries": queries}}}
+        total = client.search(index="cir-total", body=body, params={"search_pipeline": "rrf"})["hits"]["total"]
+        assert total == {"value": len(every_match), "relation": "eq"}, queries

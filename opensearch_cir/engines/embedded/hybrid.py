@@ -202,16 +202,41 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
     hits = [HybridHit(int(all_ords[i]), float(combined[i]), raw[i], norm[i]) for i in order]
     if from_ > len(hits):  # neural-search NormalizationProcessorWorkflow
         raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
-    return hits, _total_matches(executor, sub_queries)
+    complete = [lst.ords if len(lst.ords) < depth or _knn_within(query, depth) else None for lst, query in zip(lists, sub_queries)]
+    return hits, _total_matches(executor, sub_queries, complete)
 
 
-def _total_matches(executor: Executor, sub_queries: list[dict]) -> int:
+def _knn_within(query: dict, depth: int) -> bool:
+    """Whether a knn sub-query's top `depth` are all its matches (its k results)."""
+    (name, body), = query.items()
+    if name != "knn":
+        return False
+    (_, params), = body.items()
+    return "k" in params and int(params["k"]) <= depth
+
+
+def _total_matches(executor: Executor, sub_queries: list[dict], complete: list[np.ndarray | None]) -> int:
     """`hits.total` of a hybrid query: every document some sub-query matches (a knn sub-query
-    matches its k results), not only those within pagination_depth."""
-    matched = np.zeros(executor.n, dtype=bool)
-    for query in sub_queries:
-        matched |= executor.matches(query)
-    return int(matched.sum())
+    matches its k results), not only those within pagination_depth. A sub-query whose top results
+    are all its matches (`complete`) is not run again; text sub-queries are counted by tantivy
+    (their union, corrected for the other sub-queries' few matches) instead of scoring every match,
+    which took ~25 ms of a 1 ms hybrid query on 40k captions."""
+    text_queries, others = [], np.zeros(executor.n, dtype=bool)
+    for query, ords in zip(sub_queries, complete):
+        if ords is not None:
+            others[ords] = True
+        elif (text_query := executor.text_query(query)) is not None:
+            text_queries.append(text_query)
+        else:
+            others |= executor.matches(query)
+    if text_queries:
+        total = executor.text_union_count(text_queries, others)
+        if total is not None:
+            return total
+    for query, ords in zip(sub_queries, complete):
+        if ords is None and executor.text_query(query) is not None:
+            others |= executor.matches(query)
+    return int(others.sum())
 
 
 def explanation(hit: HybridHit, pipeline: Pipeline) -> dict:

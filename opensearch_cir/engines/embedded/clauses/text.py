@@ -10,7 +10,7 @@ from ....errors import EngineError, UnsupportedQueryError
 from ....scoring import LEGACY_BM25_FACTOR
 from ..column_text import column_bm25
 from ..store import ORD_FIELD, tantivy_name
-from .dsl import Scored, field_and_params, minimum_should_match
+from .dsl import Scored, field_and_params, minimum_should_match, single
 
 # A restriction mask this small is pushed into tantivy as a term set on `_ord`.
 TEXT_PUSHDOWN_MAX = 4_096
@@ -29,6 +29,43 @@ class TextClauses:
         if spec is None or spec.type != "text" or params.get("case_insensitive") or self.store.is_column_text(field):
             return None, 1.0
         return self._text_term_query(field, str(params["value"])), float(params.get("boost", 1.0))
+
+    def text_query(self, clause):
+        """The tantivy query of a match/term clause on a tantivy-indexed text field, else None."""
+        name, body = single(clause)
+        if name not in ("match", "term"):
+            return None
+        return self._text_clause(name, body)[0]
+
+    def text_union_count(self, queries: list, others: np.ndarray) -> int | None:
+        """How many visible documents match one of the tantivy `queries` or are set in the mask
+        `others`, counted by tantivy: the union's count, less its hidden (deleted, or past this
+        view) documents, plus the `others` it does not match. None when the hidden documents or
+        `others` are too many to push down as term sets (the caller then scores every match)."""
+        import tantivy
+
+        hidden = np.flatnonzero(~self.live)
+        extra = np.flatnonzero(others & self.live)
+        if len(hidden) > TEXT_PUSHDOWN_MAX or len(extra) > TEXT_PUSHDOWN_MAX:
+            return None
+        union = queries[0] if len(queries) == 1 else tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in queries])
+        searcher = self.store.text_index.searcher()
+
+        def count(restriction=None) -> int:  # constant scores: counting skips BM25 (~1.5x faster)
+            query = union if restriction is None else tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, union), (tantivy.Occur.Must, restriction)])
+            return searcher.search(tantivy.Query.const_score_query(query, 0.0), 1, count=True).count
+
+        def ords(values: np.ndarray):
+            return tantivy.Query.term_set_query(self.store.text_schema, ORD_FIELD, [int(o) for o in values])
+
+        beyond = tantivy.Query.range_query(self.store.text_schema, ORD_FIELD, tantivy.FieldType.Unsigned, lower_bound=self.n,
+                                           use_inverted_index=True)  # intersected through postings: ~free when empty
+        total = count() - count(tantivy.Query.boolean_query([(tantivy.Occur.Should, beyond), (tantivy.Occur.Should, ords(hidden))])
+                                if len(hidden) else beyond)
+        if len(extra):
+            total += len(extra) - count(ords(extra))
+        return total
 
     def _text_top(self, query, n: int, boost: float, count: bool) -> tuple[Scored, int | None]:
         searcher = self.store.text_index.searcher()
