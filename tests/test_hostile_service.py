@@ -349,3 +349,33 @@ def test_embedded_refuses_empty_and_huge_ids(catalog, doc_id, message):
     item = catalog.client.bulk(body=[{"index": {"_index": "cir-test", "_id": doc_id}}, {"content_hash": "x"}])["items"][0]["index"]
     assert item["status"] == 400 and message in item["error"]["reason"]
     assert np.isfinite(catalog.client.count(index="cir-test")["count"])
+
+
+def test_log_records_are_written_by_a_listener_thread_not_the_event_loop():
+    import io
+    import logging
+
+    from opensearch_cir.service.logs import log_through_queues
+
+    written, threads = io.StringIO(), []
+
+    class Recording(logging.StreamHandler):
+        def emit(self, record):
+            threads.append(threading.current_thread().name)
+            super().emit(record)
+
+    handler = Recording(written)
+    handler.setFormatter(logging.Formatter("%(message)s|%(args)s"))
+    logger = logging.getLogger("cir-test-queue")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    listeners = log_through_queues(("cir-test-queue", "cir-test-no-handlers"))
+    try:
+        logger.info('%s "%s %s"', "127.0.0.1:1", "GET", "/health")
+    finally:
+        for listener in listeners:
+            listener.stop()
+        logger.handlers.clear()
+    assert len(listeners) == 1
+    assert written.getvalue() == "127.0.0.1:1 \"GET /health\"|('127.0.0.1:1', 'GET', '/health')\n"  # args kept for uvicorn's formatter
+    assert threads and threading.main_thread().name not in threads

@@ -51,13 +51,22 @@ def test_serve_builds_the_app_from_options_and_environment(tiny_model_dir, tmp_p
     import uvicorn
     from fastapi.testclient import TestClient
 
+    import logging
+    from logging.handlers import QueueHandler
+
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+
+    def run(server, sockets=None):
+        handlers = logging.getLogger("uvicorn.access").handlers
+        served.update(app=server.config.app, host=server.config.host, port=server.config.port, access_handlers=handlers)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setenv("CIR_MAX_K", "7")
     result = runner.invoke(app, ["serve", "--model", str(tiny_model_dir), "--url", f"embedded://{tmp_path}",
                                  "--index", "cir-x", "--port", "8123", "--api-key", "k"])
     assert result.exit_code == 0, result.output
     assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    assert [type(h).__bases__ for h in served["access_handlers"]] == [(QueueHandler,)]  # written off the event loop
     settings = served["app"].state.settings
     assert (settings.index, settings.max_k, settings.api_key) == ("cir-x", 7, "k")
     health = TestClient(served["app"]).get("/health").json()

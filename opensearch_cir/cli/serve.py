@@ -44,6 +44,7 @@ def run_server(settings: Settings, host: str, port: int, *, client: Any = None) 
 
     from ..errors import CIRError
     from ..service import create_app
+    from ..service.logs import log_through_queues
 
     app = create_app(settings, client=client)
     try:
@@ -51,7 +52,15 @@ def run_server(settings: Settings, host: str, port: int, *, client: Any = None) 
     except CIRError as exc:
         raise fail(exc) from exc
     typer.echo(f"serving index {settings.index} of {settings.engine_url} on http://{host}:{port}/  (Ctrl+C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # sets up uvicorn's log handlers
+    listeners = log_through_queues(("uvicorn", "uvicorn.error", "uvicorn.access"))
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled (uvicorn.run swallows it too)
+        pass
+    finally:
+        for listener in listeners:
+            listener.stop()
 
 
 def register(app: typer.Typer) -> None:
