@@ -38,9 +38,7 @@ class Workers:
         self.settings = settings
         self._decode_pool = started_pool(max(1, settings.max_concurrent_decodes), "cir-decode")
         self._search_pool = started_pool(max(1, settings.max_concurrent_searches), "cir-search")
-        # made here, not on the event loop: the client loads the system's CA certificates (~0.1-0.5 s)
-        self._http = httpx.AsyncClient(timeout=settings.remote_fetch_timeout_s, limits=httpx.Limits(
-            max_connections=max(1, settings.max_concurrent_fetches), max_keepalive_connections=0))
+        self._http = self._http_client()  # made here, not on the event loop: it loads the CA certificates (0.1-0.5 s)
         self._slots = {
             "image decoding": asyncio.Semaphore(max(1, settings.max_concurrent_decodes)),
             "remote fetching": asyncio.Semaphore(max(1, settings.max_concurrent_fetches)),
@@ -68,7 +66,13 @@ class Workers:
     async def fetch(self, url: str) -> bytes:
         """The bytes of an allow-listed remote image (see `inputs.fetch_remote`)."""
         async with self._slot("remote fetching"):
+            if self._http.is_closed:  # the app is served again after a shutdown (tests do)
+                self._http = self._http_client()
             return await fetch_remote(self._http, url, self.settings)
+
+    def _http_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=max(1, self.settings.max_concurrent_fetches), max_keepalive_connections=0)
+        return httpx.AsyncClient(timeout=self.settings.remote_fetch_timeout_s, limits=limits)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A search or an ingest request: `fn(*args)` in the search pool, in a bounded number of slots."""
@@ -76,10 +80,8 @@ class Workers:
             return await asyncio.get_running_loop().run_in_executor(self._search_pool, fn, *args)
 
     async def aclose(self) -> None:
-        """Close the HTTP client and stop the pools (at shutdown)."""
+        """Close the HTTP client (at shutdown; the idle pool threads end with the process)."""
         await self._http.aclose()
-        for pool in (self._decode_pool, self._search_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def started_pool(threads: int, name: str) -> ThreadPoolExecutor:
