@@ -271,10 +271,10 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_unicode(record: dict) -> None:
-    """A document whose text has a lone surrogate cannot be stored as UTF-8: refuse that item only."""
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
-                          400, "mapper_parsing_exception") from None
+def refresh_param(value) -> bool:
+    """The `refresh` parameter of a write: True for `true`, `wait_for` and the empty string."""
+    if value is None or value is False or value == "false":
+        return False
+    if value is True or value in ("true", "", "wait_for"):
+        return True
+    raise EngineError(f"Unknown value for refresh: [{value}].", 400, "illegal_argument_exception")
