@@ -1,6 +1,6 @@
 """Bulk writes: the embedded engine's `bulk` against LanceDB's `table.add`, the same batches, interleaved.
 
-    python benchmarks/bulk.py [--docs 3200] [--batch 32] [--batch 256] [--lists]
+    python benchmarks/bulk.py [--docs 3200] [--batch 32] [--batch 256] [--durability request] [--lists]
 
 Each document: a caption, two 256-d float vectors (image, caption), a content hash and a model id
 (what `cir ingest` writes). Batch i goes to the embedded engine, then the same batch to LanceDB
@@ -8,12 +8,14 @@ Each document: a caption, two 256-d float vectors (image, caption), a content ha
 p50 per engine and batch size, and the ratio of total times. Needs `pip install lancedb` (not a
 project dependency).
 
-What each call guarantees on return: the embedded `bulk` fsyncs its vector rows and log batch
-(OpenSearch's default `index.translog.durability: request`), so an acknowledged batch survives a
-crash of the process or of the machine; it becomes searchable at the next refresh (timed
-separately: one `indices.refresh` after the last batch, which indexes everything for BM25).
-LanceDB's `add` writes a data file and a manifest version without any fsync (strace shows none),
-and builds no full-text or vector index (`create_fts_index` / `create_index` are separate).
+What each call guarantees on return: with `index.translog.durability: request` (OpenSearch's
+default) the embedded `bulk` fsyncs its vector rows and log batch, so an acknowledged batch
+survives a crash of the machine; with `async` it is written to the page cache and fsynced within
+`index.translog.sync_interval` (5s) or at the next refresh, so it survives a crash of the process
+(like LanceDB's `add`, which writes a data file and a manifest version without any fsync: strace
+shows none). Documents become searchable at the next refresh, timed separately: one
+`indices.refresh` after the last batch, which indexes everything for BM25; LanceDB's `add` builds
+no full-text or vector index either (`create_fts_index` / `create_index` are separate calls).
 Vectors are given to `bulk` as numpy arrays, as opensearch-py's serializer also accepts them;
 `--lists` sends Python lists (a JSON client's body) and times their construction too.
 """
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=3200)
     parser.add_argument("--batch", type=int, action="append")
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--durability", choices=["request", "async"], action="append",
+                        help="index.translog.durability of the embedded index (default: both)")
     parser.add_argument("--lists", action="store_true", help="vectors as Python lists in the bulk body")
     args = parser.parse_args()
     import lancedb
@@ -61,13 +65,14 @@ def main() -> None:
     vector = (lambda v: v.tolist()) if args.lists else (lambda v: v)
     print(f"{args.docs} documents of dim {args.dim}, vectors as {'lists' if args.lists else 'numpy arrays'}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| batch | embedded docs/s | LanceDB docs/s | embedded / LanceDB time | embedded p50 ms | LanceDB p50 ms | embedded refresh ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for batch in args.batch or [32, 256]:
+    print("| durability | batch | embedded docs/s | LanceDB docs/s | embedded / LanceDB time | embedded p50 ms | LanceDB p50 ms | embedded refresh ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for durability, batch in [(d, b) for d in args.durability or ["request", "async"] for b in args.batch or [32, 256]]:
         work = Path(tempfile.mkdtemp(prefix="cir-bulk-"))
         try:
             client = EmbeddedClient(work / "embedded")
             setup_index(client, "cir-bulk", Manifest.load(resolve_model_dir(None)))
+            client.indices.put_settings(index="cir-bulk", body={"index": {"translog": {"durability": durability}}})
             table = lancedb.connect(str(work / "lance")).create_table("bulk", schema=schema)
             times: dict[str, list[float]] = {"embedded": [], "lancedb": []}
             for number, start in enumerate(range(0, len(docs), batch)):
@@ -94,7 +99,7 @@ def main() -> None:
             refresh_s = time.perf_counter() - started
             assert client.count(index="cir-bulk")["count"] == len(docs) == table.count_rows()
             total = {name: sum(t) for name, t in times.items()}
-            print(f"| {batch} | {len(docs) / total['embedded']:.0f} | {len(docs) / total['lancedb']:.0f} | "
+            print(f"| {durability} | {batch} | {len(docs) / total['embedded']:.0f} | {len(docs) / total['lancedb']:.0f} | "
                   f"{total['embedded'] / total['lancedb']:.2f}x | {np.median(times['embedded']) * 1000:.1f} | "
                   f"{np.median(times['lancedb']) * 1000:.1f} | {refresh_s * 1000:.0f} |", flush=True)
             client.close()

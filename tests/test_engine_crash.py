@@ -49,6 +49,9 @@ WRITER = textwrap.dedent(
             "v": {"type": "knn_vector", "dimension": DIM, "space_type": "l2"}}},
             "settings": {"analysis": {"tokenizer": {"t": {"type": "pattern", "pattern": "[^\\\\p{L}\\\\p{N}]+"}},
                                       "analyzer": {"a": {"type": "custom", "tokenizer": "t", "filter": ["lowercase"]}}}}})
+    if crash == "async":  # acknowledged without fsync (index.translog.durability: async): the page cache keeps it
+        client.indices.put_settings(index="crash", body={"index": {"translog": {"durability": "async"}}})
+        os.fsync = die  # nothing fsyncs on the bulk path (a refresh would: that kills the writer too)
     batch = first
     while True:
         body = []
@@ -163,3 +166,11 @@ def test_readers_see_whole_batches_while_a_writer_writes(tmp_path):
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=60)
     check_index(root, set())
+
+
+def test_sigkill_with_async_durability_keeps_acknowledged_batches(tmp_path):
+    root = tmp_path / "db"
+    present = check_index(root, set(run_writer(root, 0, "none", kill_after_acks=1)))
+    acked = set(run_writer(root, max(present) + 1, "async", kill_after_acks=3))
+    present_after = check_index(root, acked)
+    assert acked <= present_after and present_after - present - acked <= {max(acked, default=max(present)) + 1}

@@ -13,7 +13,7 @@ import pytest
 
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.engines.embedded.requests import refresh_param
-from opensearch_cir.engines.embedded.writes import refresh_interval_s
+from opensearch_cir.engines.embedded.writes import fsync_per_bulk, refresh_interval_s
 from opensearch_cir.errors import EngineError
 
 INDEX = "cir-refresh"
@@ -127,6 +127,25 @@ def test_time_values():
     with pytest.raises(EngineError):
         refresh_interval_s({"index.refresh_interval": "soon"})
     assert refresh_param(None) is False and refresh_param("wait_for") is True
+    assert fsync_per_bulk({}) and not fsync_per_bulk({"index.translog.durability": "ASYNC"})
+    with pytest.raises(EngineError):
+        fsync_per_bulk({"index.translog.durability": "sometimes"})
+
+
+def test_async_durability_fsyncs_at_refresh_and_close_not_per_bulk(tmp_path, monkeypatch):
+    from opensearch_cir.engines.embedded import writes
+
+    client = make_index(tmp_path, {"index": {"translog": {"durability": "async"}, "refresh_interval": "-1"}})
+    fsyncs, synced_files = [], []
+    real_fsync_path = writes._fsync_path
+    monkeypatch.setattr(writes.os, "fsync", lambda fd: fsyncs.append(fd))
+    monkeypatch.setattr(writes, "_fsync_path", lambda path: (synced_files.append(path.name), real_fsync_path(path)))
+    index_docs(client, ["a", "b"])
+    index_docs(client, ["c"])
+    assert fsyncs == [] and synced_files == []  # acknowledged from the page cache
+    client.indices.refresh(index=INDEX)
+    assert sorted(synced_files) == ["docs.log", "v.f32"]  # before the manifest points at them
+    assert client.count(index=INDEX)["count"] == 3
 
 
 def test_one_validation_pass_keeps_ordinals_and_vectors_aligned(tmp_path):
@@ -149,10 +168,12 @@ def test_one_validation_pass_keeps_ordinals_and_vectors_aligned(tmp_path):
                            ("text", bad["text"]), ("np-short", bad["np-short"]), ("ints", good["ints"]),
                            ("nested", bad["nested"]), ("scalar", bad["scalar"])]:
         body += [{"index": {"_index": INDEX, "_id": doc_id}}, {"caption": doc_id, "v": vector}]
-    body += [{"index": {"_index": INDEX, "_id": "none"}}, {"caption": "no vector", "extra": {"n": 3}}]
+    body += [{"index": {"_index": INDEX, "_id": "none"}}, {"caption": "no vector", "extra": {"n": 3}},
+             {"index": {"_index": INDEX, "_id": "surrogate"}}, {"caption": "half a pair \ud800", "v": [0.0, 0.0, 0.0, 3.0]}]
     items = [next(iter(item.values())) for item in client.bulk(body=body)["items"]]
     status = {item["_id"]: item["status"] for item in items}
     assert {doc_id for doc_id, code in status.items() if code == 201} == set(good) | {"none"}
+    assert status["surrogate"] == 400 and "UTF-8" in items[-1]["error"]["reason"]
     for doc_id in bad:
         error = next(item["error"] for item in items if item["_id"] == doc_id)
         assert status[doc_id] == 400 and error["type"] == "mapper_parsing_exception" and "dimension" in error["reason"]

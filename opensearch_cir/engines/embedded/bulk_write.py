@@ -43,16 +43,18 @@ def write_bulk(store, index: str, actions: list, positions: list[int], items: li
     checker = SourceChecker(store)
     checked, vector_rows = checker.check_all([source for _, op, _, source in entries if op != "delete"])
     batch: dict[str, tuple[int | None, int]] = {}
+    pending, id_to_ord, id_version = store.pending, store.id_to_ord, store.id_version
     lines: list[bytes] = []
     rows_used: list[int] = []
-    accepted = []
+    written: list[tuple[int, dict]] = []  # item results, valid once the batch is acknowledged
     next_ord = store.log_n_ords
     vector_lists: dict[tuple, str] = {}
-    k = 0
+    k = -1
     for pos, op, doc_id, _source in entries:
         if op != "delete":
-            result, k = checked[k], k + 1
-        current, version = batch.get(doc_id) or store.doc_state(doc_id)
+            k += 1
+        state = batch.get(doc_id) or pending.get(doc_id)
+        current, version = state if state is not None else (id_to_ord.get(doc_id), id_version.get(doc_id, 0))
         if op == "create" and current is not None:
             items[pos] = item_error(op, index, doc_id, 409, "version_conflict_engine_exception",
                                     f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
@@ -62,33 +64,39 @@ def write_bulk(store, index: str, actions: list, positions: list[int], items: li
                 items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": shards()}}
                 continue
             version += 1
-            line = dumps_compact({"op": "delete", "id": doc_id, "version": version, "replaced": current})
+            lines.append((dumps_compact({"op": "delete", "id": doc_id, "version": version, "replaced": current}) + "\n").encode("utf-8"))
             batch[doc_id] = (None, version)
         else:
+            result = checked[k]
             if isinstance(result, EngineError):
                 items[pos] = item_error(op, index, doc_id, result.status, result.error_type, str(result))
                 continue
             source_json, vectors = result
-            version += 1
             if vectors not in vector_lists:
                 vector_lists[vectors] = dumps_compact(list(vectors))
             id_json = f'"{doc_id}"' if _PLAIN_JSON_STRING.fullmatch(doc_id) else dumps_compact(doc_id)
-            line = (f'{{"op":"index","id":{id_json},"ord":{next_ord},"version":{version},'
-                    f'"replaced":{"null" if current is None else current},"source":{source_json},"vectors":{vector_lists[vectors]}}}')
+            line = (f'{{"op":"index","id":{id_json},"ord":{next_ord},"version":{version + 1},'
+                    f'"replaced":{"null" if current is None else current},"source":{source_json},"vectors":{vector_lists[vectors]}}}\n')
+            try:
+                lines.append(line.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                items[pos] = item_error(op, index, doc_id, 400, "mapper_parsing_exception",
+                                        f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})")
+                continue
+            version += 1
             batch[doc_id] = (next_ord, version)
-            rows_used.append(k - 1)
+            rows_used.append(k)
             next_ord += 1
-        lines.append((line + "\n").encode("utf-8"))
-        accepted.append((pos, op, doc_id, version, current))
+        if op == "delete":
+            outcome, status = "deleted", 200
+        else:
+            outcome, status = ("updated", 200) if current is not None else ("created", 201)
+        written.append((pos, {op: {"_index": index, "_id": doc_id, "_version": version, "result": outcome, "_shards": shards(), "status": status}}))
     if lines:
         rows = {path: matrix[rows_used] for path, matrix in vector_rows.items()}
         store.append_batch(lines, rows, len(rows_used), batch)
-    for pos, op, doc_id, version, current in accepted:
-        if op == "delete":
-            result, status = "deleted", 200
-        else:
-            result, status = ("updated", 200) if current is not None else ("created", 201)
-        items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": shards(), "status": status}}
+    for pos, item in written:
+        items[pos] = item
 
 
 class SourceChecker:
@@ -98,6 +106,7 @@ class SourceChecker:
         self.store = store
         self.mapping = store.mapping
         self.vector_fields = store.vector_fields
+        self.vector_paths = sorted(self.vector_fields)
         self.nested_vectors = any("." in path for path in self.vector_fields)
         self.string_fields = {path for path, spec in self.mapping.fields.items() if spec.type in ("text", "keyword") and "." not in path}
 
@@ -122,13 +131,13 @@ class SourceChecker:
             raise EngineError("the document source must be a JSON object", 400, "mapper_parsing_exception")
         if self.nested_vectors:
             source = copy.deepcopy(source)
-            found = {path: pop_path(source, path) for path in self.vector_fields}
+            found = [(path, pop_path(source, path)) for path in self.vector_paths]
         else:
-            found = {path: source[path] for path in self.vector_fields if path in source}
+            found = [(path, source[path]) for path in self.vector_paths if path in source]
             if found:
-                source = {key: value for key, value in source.items() if key not in found}
+                source = {key: value for key, value in source.items() if key not in self.vector_fields}
         paths = []
-        for path, value in found.items():
+        for path, value in found:
             if value is not None:
                 vectors[path][i] = value
                 paths.append(path)
@@ -142,13 +151,7 @@ class SourceChecker:
                 spec = self.mapping.fields.get(path)
                 if spec is not None:
                     normalise(spec, leaf_values)  # raises mapper_parsing_exception on bad values
-        text = dumps_compact(source)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
-                              400, "mapper_parsing_exception") from None
-        return text, tuple(sorted(paths))
+        return dumps_compact(source), tuple(paths)  # text that is not UTF-8 is refused when the line is encoded
 
     def _plain(self, source: dict) -> bool:
         """Every field a string (or list of strings) of a mapped top-level text/keyword field."""

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps_compact(obj: Any) -> str:
     """JSON without spaces, non-ASCII kept (the log and manifest format)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(obj)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -186,6 +186,9 @@ def item_error(op: str, index: str | None, doc_id, status: int, error_type: str,
     return {op: {"_index": index, "_id": doc_id, "status": status, "error": {"type": error_type, "reason": reason}}}
 
 
+_BULK_META_KEYS = frozenset({"_index", "_id", "routing", "pipeline"})
+
+
 def parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
     """(op, metadata, source) from a bulk body: a list of dicts/strings or an NDJSON string/bytes."""
     if isinstance(body, (bytes, bytearray)):
@@ -204,19 +207,21 @@ def parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
             raise UnsupportedQueryError("bulk action [update] is not supported by the embedded engine; use index")
         if op not in ("index", "create", "delete"):
             raise EngineError(f"Malformed action/metadata line [{i + 1}], unknown action [{op}]", 400, "illegal_argument_exception")
-        meta = dict(meta or {})
-        if op == "index" and str(meta.pop("op_type", "index")) == "create":
-            op = "create"
-        unknown = set(meta) - {"_index", "_id", "routing", "pipeline"}
-        if unknown or (meta or {}).get("pipeline"):
-            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if (meta or {}).get('pipeline') else set()))} not supported by the embedded engine")
+        meta = meta or {}
+        if not isinstance(meta, dict) or "op_type" in meta:
+            meta = dict(meta)  # a copy: the caller's metadata is only read
+            if op == "index" and str(meta.pop("op_type", "index")) == "create":
+                op = "create"
+        if not _BULK_META_KEYS.issuperset(meta) or meta.get("pipeline"):
+            unknown = set(meta) - _BULK_META_KEYS
+            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if meta.get('pipeline') else set()))} not supported by the embedded engine")
         if op == "delete":
-            yield op, dict(meta or {}), None
+            yield op, meta, None
             i += 1
         else:
             if i + 1 >= len(lines):
                 raise EngineError(f"bulk action [{op}] on line [{i + 1}] has no document", 400, "illegal_argument_exception")
-            yield op, dict(meta or {}), lines[i + 1]
+            yield op, meta, lines[i + 1]
             i += 2
 
 

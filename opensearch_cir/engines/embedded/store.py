@@ -305,7 +305,8 @@ class IndexStore(Writes, TextIndex, Snapshots):
         return read_json(self.folder / "manifest.json")
 
     def close(self) -> None:
-        """Release the writer lock and file handles (the index stays consistent without it)."""
+        """fsync what async durability left unsynced; release the writer lock and file handles."""
+        self.sync()
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None

@@ -35,15 +35,31 @@ _SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cir-fsync")  
 _TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def refresh_interval_s(settings: dict) -> float | None:
-    """`index.refresh_interval` in seconds (None: -1, no periodic refresh)."""
-    value = str(settings.get("index.refresh_interval", "1s")).strip()
+def time_setting_s(settings: dict, name: str, default: str) -> float | None:
+    """A time-valued index setting ("500ms", "1s", "5m") in seconds; None for -1."""
+    value = str(settings.get(name, default)).strip()
     if value == "-1":
         return None
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)", value)
     if match is None:
-        raise EngineError(f"failed to parse setting [index.refresh_interval] with value [{value}] as a time value", 400, "illegal_argument_exception")
+        raise EngineError(f"failed to parse setting [{name}] with value [{value}] as a time value", 400, "illegal_argument_exception")
     return float(match.group(1)) * _TIME_UNITS[match.group(2)]
+
+
+def refresh_interval_s(settings: dict) -> float | None:
+    """`index.refresh_interval` in seconds (None: -1, no periodic refresh)."""
+    return time_setting_s(settings, "index.refresh_interval", "1s")
+
+
+def fsync_per_bulk(settings: dict) -> bool:
+    """`index.translog.durability`: `request` (default) fsyncs every bulk before acknowledging it;
+    `async` leaves that to `index.translog.sync_interval` (5s) and to refreshes, as OpenSearch does:
+    a crash of the process loses nothing, a crash of the machine up to that interval."""
+    durability = str(settings.get("index.translog.durability", "request")).lower()
+    if durability not in ("request", "async"):
+        raise EngineError(f"unknown value for [index.translog.durability] must be one of [REQUEST, ASYNC] but was: {durability}",
+                          400, "illegal_argument_exception")
+    return durability == "request"
 
 
 class Writes:
@@ -56,6 +72,7 @@ class Writes:
         self.log_n_ords = 0
         self.pending: dict[str, tuple[int | None, int]] = {}  # id -> (ordinal or None, version), unrefreshed
         self.pending_since: float | None = None
+        self.unsynced_since: float | None = None  # async durability: bytes written, not fsynced yet
 
     def doc_state(self, doc_id: str) -> tuple[int | None, int]:
         """(live ordinal or None, version) of `doc_id` after every acknowledged write (lock held)."""
@@ -134,15 +151,17 @@ class Writes:
         for block in blocks:
             crc = zlib.crc32(block, crc)
         framed = frame_batch(lines, added, crc)
+        sync = fsync_per_bulk(self.settings)
         try:
             if self.mapping.raw != self.written_mappings:
                 self.write_meta()
-            appends = [_SYNC_POOL.submit(field.append, block) for (_, field), block in zip(fields, blocks)]
+            appends = [_SYNC_POOL.submit(field.append, block, sync=sync) for (_, field), block in zip(fields, blocks)]
             try:
                 with open(self.log_path, "ab") as f:
                     f.write(framed)
                     f.flush()
-                    os.fsync(f.fileno())
+                    if sync:
+                        os.fsync(f.fileno())
             finally:
                 for append in appends:
                     append.result()  # <- acknowledged once all are done
@@ -152,8 +171,20 @@ class Writes:
         self.log_end += len(framed)
         self.log_n_ords += added
         self.pending.update(states)
+        now = time.monotonic()
         if self.pending_since is None:
-            self.pending_since = time.monotonic()
+            self.pending_since = now
+        if not sync and self.unsynced_since is None:
+            self.unsynced_since = now
+
+    def sync(self) -> None:
+        """fsync the log and vector files written without it (`index.translog.durability: async`)."""
+        if self.unsynced_since is None:
+            return
+        paths = [self.log_path] + [field.path for field in self.vector_fields.values() if field.path.exists()]
+        for done in [_SYNC_POOL.submit(_fsync_path, path) for path in paths]:
+            done.result()
+        self.unsynced_since = None
 
     def _rows_crc(self, first: int, count: int) -> int:
         """CRC-32 of the vector rows [first, first + count) of every field, as `append_batch` computes it."""
@@ -174,11 +205,15 @@ class Writes:
         return crc
 
     def after_bulk(self, refresh: bool) -> None:
-        """Refresh at the end of a bulk when asked to, or when the refresh interval has passed."""
+        """Refresh at the end of a bulk when asked to, or when the refresh interval has passed;
+        fsync when the translog sync interval has (async durability)."""
+        now = time.monotonic()
         interval = refresh_interval_s(self.settings)
-        overdue = self.pending_since is not None and interval is not None and time.monotonic() - self.pending_since >= interval
-        if refresh or overdue:
+        if refresh or (self.pending_since is not None and interval is not None and now - self.pending_since >= interval):
             self._publish()
+        sync_s = time_setting_s(self.settings, "index.translog.sync_interval", "5s")
+        if self.unsynced_since is not None and (sync_s is None or now - self.unsynced_since >= sync_s):
+            self.sync()
 
     # --- refresh -----------------------------------------------------------------------------------
     def _publish(self, *, force: bool = False) -> None:
@@ -186,6 +221,7 @@ class Writes:
         point into tantivy, commit it, then replace the manifest (`force`: even with nothing new)."""
         if self.log_end <= self.log_pos and not force:
             return
+        self.sync()  # the manifest never points past what is on disk
         records = read_records(self.log_path, self.log_pos, self.log_end)
         if records:
             self._commit_text([record for record, _, _ in records], self.n_ords)
@@ -222,3 +258,11 @@ class Writes:
         finally:
             if not held:
                 self.release_writer()
+
+
+def _fsync_path(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
