@@ -181,7 +181,7 @@ class Writes:
         """fsync the log and vector files written without it (`index.translog.durability: async`)."""
         if self.unsynced_since is None:
             return
-        paths = [self.log_path] + [field.path for field in self.vector_fields.values() if field.path.exists()]
+        paths = [self.log_path] + [field.path for field in self.vector_fields.values()]
         for done in [_SYNC_POOL.submit(_fsync_path, path) for path in paths]:
             done.result()
         self.unsynced_since = None
@@ -261,7 +261,10 @@ class Writes:
 
 
 def _fsync_path(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # the index was deleted meanwhile
+        return
     try:
         os.fsync(fd)
     finally:
