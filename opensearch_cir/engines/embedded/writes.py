@@ -31,7 +31,18 @@ import numpy as np
 from ...errors import EngineError
 from .persist import atomic_write_json, frame_batch, read_json, read_records, scan_batches
 
-_SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cir-fsync")  # fsyncs release the GIL
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """Threads for writes and fsyncs side by side (they release the GIL); one pool per process, as
+    a forked child inherits the parent's pool without its threads."""
+    pool = _POOLS.get(os.getpid())
+    if pool is None:
+        pool = _POOLS[os.getpid()] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cir-fsync")
+    return pool
+
+
 _TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -155,7 +166,7 @@ class Writes:
         try:
             if self.mapping.raw != self.written_mappings:
                 self.write_meta()
-            appends = [_SYNC_POOL.submit(field.append, block, sync=sync) for (_, field), block in zip(fields, blocks)]
+            appends = [_sync_pool().submit(field.append, block, sync=sync) for (_, field), block in zip(fields, blocks)]
             try:
                 with open(self.log_path, "ab") as f:
                     f.write(framed)
@@ -182,7 +193,7 @@ class Writes:
         if self.unsynced_since is None:
             return
         paths = [self.log_path] + [field.path for field in self.vector_fields.values()]
-        for done in [_SYNC_POOL.submit(_fsync_path, path) for path in paths]:
+        for done in [_sync_pool().submit(_fsync_path, path) for path in paths]:
             done.result()
         self.unsynced_since = None
 
