@@ -93,7 +93,7 @@ def write_bulk(store, index: str, actions: list, positions: list[int], items: li
             outcome, status = ("updated", 200) if current is not None else ("created", 201)
         written.append((pos, {op: {"_index": index, "_id": doc_id, "_version": version, "result": outcome, "_shards": shards(), "status": status}}))
     if lines:
-        rows = {path: matrix[rows_used] for path, matrix in vector_rows.items()}
+        rows = {path: matrix if len(rows_used) == len(matrix) else matrix[rows_used] for path, matrix in vector_rows.items()}
         store.append_batch(lines, rows, len(rows_used), batch)
     for pos, item in written:
         items[pos] = item
@@ -146,6 +146,7 @@ class SourceChecker:
                 source = json.loads(json.dumps(source, allow_nan=False))
             except (TypeError, ValueError) as exc:
                 raise EngineError(f"the document is not valid JSON: {exc}", 400, "mapper_parsing_exception") from None
+            self.store.mapping_may_grow = True
             map_dynamic(self.mapping, source, "")
             for path, leaf_values in flatten_source(source).items():
                 spec = self.mapping.fields.get(path)
@@ -165,19 +166,20 @@ class SourceChecker:
 
 def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, EngineError]]:
     """([len(values), dim] float32 rows, zeros where a source has no vector; {source: error})."""
-    rows = np.zeros((len(values), field.dim), dtype=np.float32)
     present = [i for i, value in enumerate(values) if value is not None]
     errors: dict[int, EngineError] = {}
     if not present:
-        return rows, errors
+        return np.zeros((len(values), field.dim), dtype=np.float32), errors
     mismatch = EngineError(f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception")
     given = [values[i] for i in present]
+    shape = (field.dim,)
     try:
-        if all(type(value) is np.ndarray for value in given):
-            block = np.stack(given).astype(np.float32, copy=False)
+        if all(type(value) is np.ndarray and value.shape == shape for value in given):
+            block = np.concatenate(given).reshape(len(given), field.dim).astype(np.float32, copy=False)
+            regular = True
         else:
             block = np.asarray(given, dtype=np.float32)
-        regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, tuple, np.ndarray)) for value in given)
+            regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, tuple, np.ndarray)) for value in given)
     except (TypeError, ValueError):
         regular = False
     if not regular:  # some value is not a vector of the field's dimension: find which, one by one
@@ -195,6 +197,9 @@ def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, E
         zero = EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
         for j in np.flatnonzero(~block.any(axis=1) & ~bad):
             errors.setdefault(present[j], zero)
+    if len(present) == len(values):
+        return block, errors
+    rows = np.zeros((len(values), field.dim), dtype=np.float32)
     rows[present] = block
     return rows, errors
 

@@ -88,19 +88,33 @@ def normalise(spec: FieldSpec, values: list) -> list:
 def flatten_source(source: dict, prefix: str = "") -> dict[str, list]:
     """{dotted path: [leaf values]} for a JSON document (arrays flattened, objects in arrays too)."""
     out: dict[str, list] = {}
-
-    def walk(value, path):
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(sub, f"{path}.{key}" if path else key)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, path)
-        else:
-            out.setdefault(path, []).append(value)
-
-    walk(source, prefix)
+    _flatten_into(out, source, prefix)
     return out
+
+
+def _flatten_into(out: dict[str, list], node: dict, prefix: str) -> None:
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            _flatten_into(out, value, path)
+        elif isinstance(value, list):
+            _flatten_list(out, value, path)
+        elif path in out:
+            out[path].append(value)
+        else:
+            out[path] = [value]
+
+
+def _flatten_list(out: dict[str, list], items: list, path: str) -> None:
+    for item in items:
+        if isinstance(item, dict):
+            _flatten_into(out, item, path)
+        elif isinstance(item, list):
+            _flatten_list(out, item, path)
+        elif path in out:
+            out[path].append(item)
+        else:
+            out[path] = [item]
 
 
 def pop_path(source: dict, path: str):

@@ -199,12 +199,13 @@ class IndexStore(Writes, TextIndex, Snapshots):
     def _replay(self, start: int, end: int) -> None:
         self._apply_all(read_records(self.log_path, start, end), end)
 
-    def _apply_all(self, records: list[tuple[dict, int, int]], end: int) -> None:
-        for record, offset, length in records:
-            self._apply(record, offset, length)
+    def _apply_all(self, records: list[tuple[dict, int, int]], end: int, flats: list | None = None) -> None:
+        """Apply log records (with their sources flattened, when the caller has them) to the view."""
+        for i, (record, offset, length) in enumerate(records):
+            self._apply(record, offset, length, None if flats is None else flats[i])
         self.log_pos = max(self.log_pos, end)
 
-    def _apply(self, record: dict, offset: int, length: int) -> None:
+    def _apply(self, record: dict, offset: int, length: int, flat: dict | None = None) -> None:
         doc_id = record["id"]
         self.id_version[doc_id] = record["version"]
         previous = self.id_to_ord.pop(doc_id, None)
@@ -221,7 +222,7 @@ class IndexStore(Writes, TextIndex, Snapshots):
         self.live_bytes.append(1)
         self.id_to_ord[doc_id] = ordinal
         self.n_ords += 1
-        for path, values in self._leaf_values(record["source"]):
+        for path, values in self._leaf_values(flatten_source(record["source"]) if flat is None else flat):
             column = self.columns.get(path)
             if column is None:
                 spec = self.mapping.fields.get(path)
@@ -250,9 +251,9 @@ class IndexStore(Writes, TextIndex, Snapshots):
             self.analyzers[spec.path] = build_analyzer(spec.params.get("analyzer", "standard"), self.settings)
         return Column(spec, self.analyzers[spec.path])
 
-    def _leaf_values(self, source: dict):
-        """(path, normalised values) for every mapped leaf field in a source document (+ multi-fields)."""
-        for path, raw_values in flatten_source(source).items():
+    def _leaf_values(self, flat: dict[str, list]):
+        """(path, normalised values) for every mapped leaf field of a flattened source (+ multi-fields)."""
+        for path, raw_values in flat.items():
             spec = self.mapping.fields.get(path)
             if spec is None:
                 continue

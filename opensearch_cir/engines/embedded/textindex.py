@@ -3,7 +3,7 @@ mapped at creation), and turning log records into tantivy documents at refresh (
 
 from __future__ import annotations
 
-from .documents import flatten_source, normalise
+from .documents import normalise
 from .mapping import Mapping
 
 ORD_FIELD = "_ord"
@@ -45,7 +45,7 @@ class TextIndex:
             self._text_writer.wait_merging_threads()
             self._text_writer = None
 
-    def _commit_text(self, records: list[dict], first_new_ord: int) -> None:
+    def _commit_text(self, records: list[dict], flats: list[dict | None], first_new_ord: int) -> None:
         """Index log records (in order: a delete only hits earlier additions) and commit. Documents
         from `first_new_ord` on are deleted first: a crash between a tantivy commit and its manifest
         may have left them there, and they are indexed again from the log."""
@@ -55,24 +55,23 @@ class TextIndex:
         writer.delete_documents_by_query(
             tantivy.Query.range_query(self.text_schema, ORD_FIELD, tantivy.FieldType.Unsigned, lower_bound=first_new_ord)
         )
-        for record in records:
+        for record, flat in zip(records, flats):
             if record["replaced"] is not None:
                 writer.delete_documents_by_term(ORD_FIELD, record["replaced"])
             if record["op"] == "index":
-                doc = self._text_document(record["ord"], record["source"])
+                doc = self._text_document(record["ord"], flat)
                 if doc is not None:
                     writer.add_document(doc)
         writer.commit()
 
-    def _text_document(self, ordinal: int, source: dict):
-        """The tantivy document of a source, or None when no text field has a token: such documents
+    def _text_document(self, ordinal: int, flat: dict[str, list]):
+        """The tantivy document of a source (`flatten_source`), or None when no text field has a token: such documents
         stay out of the text index so that its document count is Lucene's per-field `docCount`
         (exact for indices with one text field, like the CIR template)."""
         import tantivy
 
         doc = tantivy.Document()
         doc.add_unsigned(ORD_FIELD, ordinal)
-        flat = flatten_source(source)
         has_tokens = False
         for spec in (self.mapping.fields[path] for path in self.tantivy_fields):
             for value in normalise(spec, flat.get(spec.path, [])):

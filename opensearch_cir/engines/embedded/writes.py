@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...errors import EngineError
+from .documents import flatten_source
 from .persist import atomic_write_json, frame_batch, read_json, read_records, scan_batches
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -84,6 +85,7 @@ class Writes:
         self.pending: dict[str, tuple[int | None, int]] = {}  # id -> (ordinal or None, version), unrefreshed
         self.pending_since: float | None = None
         self.unsynced_since: float | None = None  # async durability: bytes written, not fsynced yet
+        self.mapping_may_grow = False  # dynamic mapping ran since the meta was written
 
     def doc_state(self, doc_id: str) -> tuple[int | None, int]:
         """(live ordinal or None, version) of `doc_id` after every acknowledged write (lock held)."""
@@ -164,8 +166,9 @@ class Writes:
         framed = frame_batch(lines, added, crc)
         sync = fsync_per_bulk(self.settings)
         try:
-            if self.mapping.raw != self.written_mappings:
+            if self.mapping_may_grow and self.mapping.raw != self.written_mappings:
                 self.write_meta()
+            self.mapping_may_grow = False
             appends = [_sync_pool().submit(field.append, block, sync=sync) for (_, field), block in zip(fields, blocks)]
             try:
                 with open(self.log_path, "ab") as f:
@@ -234,12 +237,13 @@ class Writes:
             return
         self.sync()  # the manifest never points past what is on disk
         records = read_records(self.log_path, self.log_pos, self.log_end)
+        flats = [flatten_source(record["source"]) if record["op"] == "index" else None for record, _, _ in records]
         if records:
-            self._commit_text([record for record, _, _ in records], self.n_ords)
+            self._commit_text([record for record, _, _ in records], flats, self.n_ords)
         generation = self.manifest["generation"] + 1
         self.manifest = {"generation": generation, "log_bytes": self.log_end, "n_ords": self.log_n_ords, "meta_version": self.meta_version}
         atomic_write_json(self.folder / "manifest.json", self.manifest)
-        self._apply_all(records, self.log_end)
+        self._apply_all(records, self.log_end, flats)
         self._moved_to(generation)
         self.pending.clear()
         self.pending_since = None
