@@ -1,7 +1,9 @@
-"""Crash safety: a writer killed with SIGKILL mid-bulk loses at most the unacknowledged batch."""
+"""Crash safety: a writer killed with SIGKILL mid-bulk, mid-refresh or between bulks loses at most the
+unacknowledged batch, and keeps every acknowledged one exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +22,7 @@ WRITER = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
-    from opensearch_cir.engines.embedded import EmbeddedClient, store, vectors
+    from opensearch_cir.engines.embedded import EmbeddedClient, vectors, writes
 
     root, first, crash = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     DIM, BATCH = %d, %d
@@ -28,17 +30,17 @@ WRITER = textwrap.dedent(
     def die(*_a, **_k):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if crash == "before_manifest":  # log written and fsynced, vectors half done, manifest not replaced
+    if crash == "before_ack":  # vector rows being written, the log batch not fsynced
         vectors.VectorField.append = die
-    elif crash == "after_manifest":  # acknowledged on disk, text index not committed yet
-        original = store.IndexStore._text_writer_handle
-        calls = []
-        def handle(self):
-            calls.append(1)
-            if self.manifest["generation"] > 1 and len(calls) > 1:
+    elif crash == "before_refresh":  # acknowledged bulks, none refreshed: any refresh kills the writer
+        writes.Writes._publish = die
+    elif crash == "mid_refresh":  # each bulk refreshes; killed after tantivy's commit, before the manifest
+        original = writes.atomic_write_json
+        def write_json(path, obj):
+            if path.name == "manifest.json":
                 die()
-            return original(self)
-        store.IndexStore._text_writer_handle = handle
+            original(path, obj)
+        writes.atomic_write_json = write_json
 
     client = EmbeddedClient(root)
     if not client.indices.exists(index="crash"):
@@ -47,6 +49,9 @@ WRITER = textwrap.dedent(
             "v": {"type": "knn_vector", "dimension": DIM, "space_type": "l2"}}},
             "settings": {"analysis": {"tokenizer": {"t": {"type": "pattern", "pattern": "[^\\\\p{L}\\\\p{N}]+"}},
                                       "analyzer": {"a": {"type": "custom", "tokenizer": "t", "filter": ["lowercase"]}}}}})
+    if crash == "async":  # acknowledged without fsync (index.translog.durability: async): the page cache keeps it
+        client.indices.put_settings(index="crash", body={"index": {"translog": {"durability": "async"}}})
+        os.fsync = die  # nothing fsyncs on the bulk path (a refresh would: that kills the writer too)
     batch = first
     while True:
         body = []
@@ -54,7 +59,7 @@ WRITER = textwrap.dedent(
             rng = np.random.default_rng(batch * 100_000 + i)
             body += [{"index": {"_index": "crash", "_id": f"b{batch}-{i}"}},
                      {"caption": f"batch{batch} item{i} " + "filler " * (i %% 7), "n": i, "v": rng.normal(size=DIM).tolist()}]
-        response = client.bulk(body=body)
+        response = client.bulk(body=body, refresh=crash == "mid_refresh")
         assert not response["errors"]
         print(f"ACK {batch}", flush=True)
         batch += 1
@@ -115,14 +120,28 @@ def test_sigkill_mid_bulk_never_loses_acknowledged_batches(tmp_path):
     acked: set[int] = set()
     acked |= set(run_writer(root, 0, "none", kill_after_acks=3))
     present = check_index(root, acked)
-    acked |= set(run_writer(root, max(present) + 1, "before_manifest"))
+    acked |= set(run_writer(root, max(present) + 1, "before_ack"))
     present_after = check_index(root, acked)
-    assert present_after == present  # the batch killed before its manifest is gone entirely
-    acked |= set(run_writer(root, max(present_after) + 1, "after_manifest"))
-    present_final = check_index(root, acked)  # repaired into the text index on reopen
-    assert present_final == present_after | acked | {max(acked) + 1}  # durable though not acknowledged
+    assert present_after == present  # the batch killed before its acknowledgement is gone entirely
+    acked |= set(run_writer(root, max(present_after) + 1, "mid_refresh"))
+    present_final = check_index(root, acked)  # tantivy ahead of the manifest: indexed again, once
+    assert present_final == present_after | acked | {max(present_after) + 1}  # durable though not acknowledged
     acked |= set(run_writer(root, max(present_final) + 1, "none", kill_after_acks=2))
     check_index(root, acked)
+
+
+def test_sigkill_after_acknowledged_bulks_before_any_refresh(tmp_path):
+    """Deferred refresh: the acknowledged batches exist only in the log and vector files when the
+    writer dies; reopening refreshes them into the text index, each document exactly once."""
+    root = tmp_path / "db"
+    present = check_index(root, set(run_writer(root, 0, "none", kill_after_acks=1)))
+    acked = set(run_writer(root, max(present) + 1, "before_refresh", kill_after_acks=3))
+    assert len(acked) >= 1
+    manifest = json.loads((root / "crash" / "manifest.json").read_text())
+    assert manifest["log_bytes"] < (root / "crash" / "docs.log").stat().st_size  # not refreshed when killed
+    present_after = check_index(root, acked)  # every acknowledged batch whole and searchable, once
+    assert acked <= present_after and present <= present_after
+    assert present_after - present - acked <= {max(acked) + 1}  # at most the batch being written
 
 
 def test_readers_see_whole_batches_while_a_writer_writes(tmp_path):
@@ -147,3 +166,11 @@ def test_readers_see_whole_batches_while_a_writer_writes(tmp_path):
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=60)
     check_index(root, set())
+
+
+def test_sigkill_with_async_durability_keeps_acknowledged_batches(tmp_path):
+    root = tmp_path / "db"
+    present = check_index(root, set(run_writer(root, 0, "none", kill_after_acks=1)))
+    acked = set(run_writer(root, max(present) + 1, "async", kill_after_acks=3))
+    present_after = check_index(root, acked)
+    assert acked <= present_after and present_after - present - acked <= {max(acked, default=max(present)) + 1}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,14 @@ import numpy as np
 from ...dialect import EMBEDDED_DISTRIBUTION, EMBEDDED_VERSION
 from ...errors import EngineError, UnsupportedQueryError
 from . import store as store_module
+from .bulk_write import write_bulk
 from .hybrid import explanation, parse_pipeline, run_hybrid
 from .multi_index import resolve, search_many, write_index
 from .namespaces import Indices, SearchPipelines
 from .query import Executor
 from .requests import (
-    check_query_vectors, check_unicode, filter_source, guard_requests, id_problem, int_param, item_error, nested_probe, param_value,
-    parse_bulk, plain_explanation, printable, shards, source_spec, total_hits,
+    check_query_vectors, filter_source, guard_requests, int_param, item_error, nested_probe, param_value, parse_bulk,
+    plain_explanation, refresh_param, shards, source_spec, total_hits,
 )
 from .sorting import parse_sort, sort_hits
 from .persist import atomic_write_json, read_json
@@ -84,7 +84,9 @@ class EmbeddedClient:
         return {"name": "embedded", "cluster_name": str(self.root), "tagline": "opensearch-cir embedded engine",
                 "version": {"distribution": EMBEDDED_DISTRIBUTION, "number": EMBEDDED_VERSION}}
 
-    def _store(self, index: str) -> IndexStore:
+    def _store(self, index: str, *, publish: bool = True) -> IndexStore:
+        """The open store of `index`, caught up with the latest refresh; `publish` (reads) first
+        refreshes acknowledged writes unless another process is writing."""
         if not isinstance(index, str) or "," in index or "*" in index or index == "_all":
             raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported here; name one index")
         store = self._stores.get(index)
@@ -96,8 +98,7 @@ class EmbeddedClient:
             if not (folder / "manifest.json").exists():
                 raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
             store = self._stores[index] = IndexStore(folder)
-        else:
-            store.refresh()
+        store.refresh(publish=publish)
         return store
 
     def _forget(self, index: str) -> None:
@@ -119,23 +120,31 @@ class EmbeddedClient:
 
     # --- documents ---------------------------------------------------------------------------------
     def bulk(self, body, index: str | None = None, refresh=None, params: dict | None = None, **_ignored_transport) -> dict:
-        """Index / create / delete documents; each index's part of the batch is committed atomically."""
+        """Index / create / delete documents; each index's part of the batch is acknowledged atomically
+        (durable on return), and searchable after a refresh (`refresh=true|wait_for` refreshes now;
+        see `writes.py` for when else)."""
         started = time.perf_counter()
+        refresh = refresh_param(refresh if refresh is not None else (params or {}).get("refresh"))
         actions = list(parse_bulk(body))
         items: list[dict | None] = [None] * len(actions)
         by_index: dict[str, list[int]] = {}
         with self._lock:
+            targets: dict[str, str | EngineError] = {}
             for i, (op, meta, _source) in enumerate(actions):
                 target = meta.get("_index", index)
                 if target is None:
                     items[i] = item_error(op, None, meta.get("_id"), 400, "action_request_validation_exception", "index is missing")
                     continue
-                try:
-                    target = write_index(self, target)
-                except EngineError as exc:
-                    items[i] = item_error(op, target, meta.get("_id"), exc.status, exc.error_type, str(exc))
+                if target not in targets:
+                    try:
+                        targets[target] = write_index(self, target)
+                    except EngineError as exc:
+                        targets[target] = exc
+                resolved = targets[target]
+                if isinstance(resolved, EngineError):
+                    items[i] = item_error(op, target, meta.get("_id"), resolved.status, resolved.error_type, str(resolved))
                     continue
-                by_index.setdefault(target, []).append(i)
+                by_index.setdefault(resolved, []).append(i)
         wait_s = store_module.WRITE_LOCK_TIMEOUT_S
         deadline = time.monotonic() + wait_s
         while True:  # wait for another process's bulk outside self._lock, so that searches go on meanwhile
@@ -144,7 +153,8 @@ class EmbeddedClient:
                 if stores is not None:
                     try:
                         for target, positions in by_index.items():
-                            self._bulk_one_index(stores[target], target, [actions[i] for i in positions], positions, items)
+                            write_bulk(stores[target], target, [actions[i] for i in positions], positions, items)
+                            stores[target].after_bulk(refresh)
                     finally:  # the lock is held only while writing
                         for store in stores.values():
                             store.release_writer()
@@ -162,7 +172,7 @@ class EmbeddedClient:
         try:
             for index in indices:
                 try:
-                    store = self._store(index)
+                    store = self._store(index, publish=False)
                 except EngineError as exc:
                     if exc.status != 404:
                         raise
@@ -177,54 +187,9 @@ class EmbeddedClient:
             raise
         return stores
 
-    def _bulk_one_index(self, store: IndexStore, index: str, actions, positions, items) -> None:
-        batch: dict[str, tuple] = {}
-        prepared = []
-        accepted: list[tuple[int, str, str, int, int | None]] = []
-        next_ord = store.n_ords
-        for (op, meta, source), pos in zip(actions, positions):
-            doc_id = meta.get("_id")
-            if doc_id is None:
-                if op == "delete":
-                    items[pos] = item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
-                    continue
-                doc_id = uuid.uuid4().hex[:20]
-            doc_id = str(doc_id)
-            problem = id_problem(doc_id)
-            if problem is not None:
-                items[pos] = item_error(op, index, printable(doc_id), 400, *problem)
-                continue
-            current, version = batch.get(doc_id, (store.id_to_ord.get(doc_id), store.id_version.get(doc_id, 0)))
-            if op == "create" and current is not None:
-                items[pos] = item_error(op, index, doc_id, 409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
-                continue
-            if op == "delete" and current is None:
-                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": shards()}}
-                continue
-            try:
-                p = store.prepare("delete" if op == "delete" else "index", doc_id, source, batch, next_ord)
-                check_unicode(p.record)
-            except EngineError as exc:
-                items[pos] = item_error(op, index, doc_id, exc.status, exc.error_type, str(exc))
-                continue
-            prepared.append(p)
-            if op == "delete":
-                batch[doc_id] = (None, p.record["version"])
-            else:
-                batch[doc_id] = (next_ord, p.record["version"])
-                next_ord += 1
-            accepted.append((pos, op, doc_id, p.record["version"], current))
-        store.commit(prepared)
-        for pos, op, doc_id, version, current in accepted:
-            if op == "delete":
-                result, status = "deleted", 200
-            else:
-                result, status = ("updated", 200) if current is not None else ("created", 201)
-            items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version, "result": result, "_shards": shards(), "status": status}}
-
     def _auto_create(self, index: str) -> IndexStore:
         self.indices.create(index=index)
-        return self._store(index)
+        return self._store(index, publish=False)
 
     def index(self, index: str, body: dict, id: str | None = None, refresh=None, params: dict | None = None, op_type: str | None = None, **_transport) -> dict:
         """Index one document (created or replaced); `op_type="create"` fails with 409 when the id exists."""
@@ -234,14 +199,14 @@ class EmbeddedClient:
         meta = {"_index": index}
         if id is not None:
             meta["_id"] = id
-        item = self.bulk(body=[{op: meta}, body])["items"][0][op]
+        item = self.bulk(body=[{op: meta}, body], refresh=refresh, params=params)["items"][0][op]
         if "error" in item:
             raise EngineError(item["error"]["reason"], item["status"], item["error"]["type"])
         return {k: v for k, v in item.items() if k != "status"}
 
     def create(self, index: str, id: str, body: dict, refresh=None, params: dict | None = None, **_transport) -> dict:
         """Index a new document; EngineError 409 when the id exists."""
-        return self.index(index=index, body=body, id=id, op_type="create")
+        return self.index(index=index, body=body, id=id, op_type="create", refresh=refresh, params=params)
 
     def get(self, index: str, id: str, params: dict | None = None, **kwargs) -> dict:
         """The stored document (`_source`, `_source_includes`, `_source_excludes` filter it);
@@ -264,7 +229,7 @@ class EmbeddedClient:
 
     def delete(self, index: str, id: str, refresh=None, params: dict | None = None, **_transport) -> dict:
         """Delete one document; EngineError 404 when it does not exist."""
-        item = self.bulk(body=[{"delete": {"_index": index, "_id": id}}])["items"][0]["delete"]
+        item = self.bulk(body=[{"delete": {"_index": index, "_id": id}}], refresh=refresh, params=params)["items"][0]["delete"]
         if item.get("status") == 404:
             raise EngineError(f"document [{id}] not found in [{index}]", 404, "not_found")
         return {k: v for k, v in item.items() if k != "status"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import shutil
+import time
 import uuid
 
 from ...errors import EngineError, UnsupportedQueryError
@@ -12,11 +13,13 @@ from .hybrid import parse_pipeline
 from .mapping import flatten_settings, resolve_index_body
 from .requests import guard_requests, nested_settings, shards, validate_index_name
 from .multi_index import resolve
+from . import store as store_module
 from .store import IndexStore
 
 DYNAMIC_INDEX_SETTINGS = {
     "index.max_result_window", "index.search.default_pipeline", "index.knn.algo_param.ef_search",
     "index.number_of_replicas", "index.refresh_interval", "index.search.concurrent_segment_search.mode",
+    "index.translog.durability", "index.translog.sync_interval",
 }
 
 
@@ -62,11 +65,23 @@ class Indices:
         return (self._client.root / index / "manifest.json").exists()
 
     def refresh(self, index: str | None = None, params: dict | None = None, **_transport) -> dict:
-        """Writes are visible on return already; this also builds/extends HNSW graphs above the threshold."""
+        """Make every acknowledged write searchable (waiting for a bulk of another process to end),
+        and build/extend HNSW graphs above the threshold."""
         with self._client._lock:
             names = [index] if index else [p.name for p in self._client.root.iterdir() if (p / "manifest.json").exists()]
-            for name in names:
-                store = self._client._store(name)
+        for name in names:
+            deadline = time.monotonic() + store_module.WRITE_LOCK_TIMEOUT_S
+            while True:  # wait outside the client's lock, so that searches go on meanwhile
+                with self._client._lock:
+                    store = self._client._store(name, publish=False)
+                    try:
+                        store.publish(wait_s=0.0)
+                        break
+                    except EngineError as exc:
+                        if exc.error_type != "lock_obtain_failed_exception" or time.monotonic() >= deadline:
+                            raise
+                time.sleep(0.02)
+            with self._client._lock:
                 if store.n_ords >= self._client.hnsw_threshold:
                     for field in store.vector_fields.values():
                         field.ensure_hnsw(store.n_ords)

@@ -1,11 +1,12 @@
-"""Durable files of the embedded engine: atomic JSON writes, and snapshots of an index's in-memory
-state (numpy arrays + JSON, never pickle) so that opening a large index replays only the log
-written since (see `store.py` for the on-disk format)."""
+"""Durable files of the embedded engine: atomic JSON writes, the framing of `docs.log` batches,
+and snapshots of an index's in-memory state (numpy arrays + JSON, never pickle) so that opening
+a large index replays only the log written since (see `store.py` for the on-disk format)."""
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from array import array
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ from typing import Any
 import numpy as np
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps_compact(obj: Any) -> str:
     """JSON without spaces, non-ASCII kept (the log and manifest format)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(obj)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -38,6 +42,58 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+
+
+def frame_batch(lines: list[bytes], docs: int, vectors_crc: int) -> bytes:
+    """A batch of log lines behind its header line: {"op":"batch","bytes","docs","crc","vcrc"}
+    (`vcrc`: the CRC-32 of the batch's vector rows). A batch counts only when all of it and its
+    vector rows are on disk (`scan_batches`), so a bulk is all or nothing."""
+    body = b"".join(lines)
+    header = dumps_compact({"op": "batch", "bytes": len(body), "docs": docs, "crc": zlib.crc32(body), "vcrc": vectors_crc})
+    return header.encode("utf-8") + b"\n" + body
+
+
+def scan_batches(path: Path, start: int, n_ords: int, vectors_crc) -> tuple[int, int]:
+    """(end, document count) after the complete batches written from byte `start` on, whose vector
+    rows match (`vectors_crc(first ordinal, count)`); bytes past `end` are a torn write of a writer
+    that died before acknowledging it."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read()
+    pos = 0
+    while True:
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            break
+        try:
+            header = json.loads(data[pos:newline])
+            body_end = newline + 1 + header["bytes"]
+            complete = (header["op"] == "batch" and body_end <= len(data) and zlib.crc32(data[newline + 1:body_end]) == header["crc"]
+                        and vectors_crc(n_ords, header["docs"]) == header["vcrc"])
+        except (ValueError, TypeError, KeyError):
+            complete = False
+        if not complete:
+            break
+        pos = body_end
+        n_ords += header["docs"]
+    return start + pos, n_ords
+
+
+def read_records(path: Path, start: int, end: int) -> list[tuple[dict, int, int]]:
+    """(record, offset, length) of the log's records between two batch boundaries."""
+    if end <= start:
+        return []
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    out = []
+    offset = start
+    for line in data.splitlines(keepends=True):
+        record = json.loads(line)
+        if record["op"] != "batch":
+            out.append((record, offset, len(line)))
+        offset += len(line)
+    return out
 
 
 class Snapshots:

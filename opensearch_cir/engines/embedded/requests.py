@@ -186,6 +186,9 @@ def item_error(op: str, index: str | None, doc_id, status: int, error_type: str,
     return {op: {"_index": index, "_id": doc_id, "status": status, "error": {"type": error_type, "reason": reason}}}
 
 
+_BULK_META_KEYS = frozenset({"_index", "_id", "routing", "pipeline"})
+
+
 def parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
     """(op, metadata, source) from a bulk body: a list of dicts/strings or an NDJSON string/bytes."""
     if isinstance(body, (bytes, bytearray)):
@@ -204,19 +207,21 @@ def parse_bulk(body) -> Iterable[tuple[str, dict, dict | None]]:
             raise UnsupportedQueryError("bulk action [update] is not supported by the embedded engine; use index")
         if op not in ("index", "create", "delete"):
             raise EngineError(f"Malformed action/metadata line [{i + 1}], unknown action [{op}]", 400, "illegal_argument_exception")
-        meta = dict(meta or {})
-        if op == "index" and str(meta.pop("op_type", "index")) == "create":
-            op = "create"
-        unknown = set(meta) - {"_index", "_id", "routing", "pipeline"}
-        if unknown or (meta or {}).get("pipeline"):
-            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if (meta or {}).get('pipeline') else set()))} not supported by the embedded engine")
+        meta = meta or {}
+        if not isinstance(meta, dict) or "op_type" in meta:
+            meta = dict(meta)  # a copy: the caller's metadata is only read
+            if op == "index" and str(meta.pop("op_type", "index")) == "create":
+                op = "create"
+        if not _BULK_META_KEYS.issuperset(meta) or meta.get("pipeline"):
+            unknown = set(meta) - _BULK_META_KEYS
+            raise UnsupportedQueryError(f"bulk metadata {sorted(unknown | ({'pipeline'} if meta.get('pipeline') else set()))} not supported by the embedded engine")
         if op == "delete":
-            yield op, dict(meta or {}), None
+            yield op, meta, None
             i += 1
         else:
             if i + 1 >= len(lines):
                 raise EngineError(f"bulk action [{op}] on line [{i + 1}] has no document", 400, "illegal_argument_exception")
-            yield op, dict(meta or {}), lines[i + 1]
+            yield op, meta, lines[i + 1]
             i += 2
 
 
@@ -271,10 +276,10 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_unicode(record: dict) -> None:
-    """A document whose text has a lone surrogate cannot be stored as UTF-8: refuse that item only."""
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise EngineError(f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})",
-                          400, "mapper_parsing_exception") from None
+def refresh_param(value) -> bool:
+    """The `refresh` parameter of a write: True for `true`, `wait_for` and the empty string."""
+    if value is None or value is False or value == "false":
+        return False
+    if value is True or value in ("true", "", "wait_for"):
+        return True
+    raise EngineError(f"Unknown value for refresh: [{value}].", 400, "illegal_argument_exception")

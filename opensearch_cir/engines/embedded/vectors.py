@@ -56,12 +56,13 @@ class VectorField:
                 f.truncate(n_rows * self.dim * 4)
                 os.fsync(f.fileno())
 
-    def append(self, rows: np.ndarray) -> None:
-        """Append rows [m, dim] durably (fsync before returning)."""
+    def append(self, rows: np.ndarray, *, sync: bool = True) -> None:
+        """Append rows [m, dim]; durably (fsync before returning) unless `sync` is False."""
         with open(self.path, "ab") as f:
             f.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
 
     # --- reading ---------------------------------------------------------------------------------
     def rows(self, n_rows: int) -> np.ndarray:

@@ -1,0 +1,230 @@
+"""One index's share of a bulk request: validated once for the whole batch (every source in one
+pass, each knn_vector field as one array), then logged in one acknowledged append (`writes.py`).
+
+Item results follow OpenSearch's order of checks: the id, a `create` on an existing id (409), a
+`delete` of a missing one (404), then the source against the mapping (400, `mapper_parsing_exception`).
+A source whose top-level fields are all strings of mapped text/keyword fields (plus vectors) is
+checked without walking it; any other goes through dynamic mapping and per-type parsing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+
+import numpy as np
+
+from ...errors import EngineError
+from .documents import flatten_source, normalise, pop_path
+from .persist import dumps_compact
+from .requests import id_problem, item_error, printable, shards
+
+_PLAIN_JSON_STRING = re.compile(r'[^"\\\x00-\x1f]*')  # text that JSON (ensure_ascii=False) writes as is
+
+
+def write_bulk(store, index: str, actions: list, positions: list[int], items: list) -> None:
+    """Apply `actions` (op, metadata, source) to `store` (write lock held), filling `items`."""
+    entries = []
+    for (op, meta, source), pos in zip(actions, positions):
+        doc_id = meta.get("_id")
+        if doc_id is None:
+            if op == "delete":
+                items[pos] = item_error(op, index, None, 400, "action_request_validation_exception", "id is missing")
+                continue
+            doc_id = uuid.uuid4().hex[:20]
+        doc_id = str(doc_id)
+        problem = id_problem(doc_id)
+        if problem is not None:
+            items[pos] = item_error(op, index, printable(doc_id), 400, *problem)
+            continue
+        entries.append((pos, op, doc_id, source))
+    checker = SourceChecker(store)
+    checked, vector_rows = checker.check_all([source for _, op, _, source in entries if op != "delete"])
+    batch: dict[str, tuple[int | None, int]] = {}
+    pending, id_to_ord, id_version = store.pending, store.id_to_ord, store.id_version
+    lines: list[bytes] = []
+    rows_used: list[int] = []
+    written: list[tuple[int, dict]] = []  # item results, valid once the batch is acknowledged
+    next_ord = store.log_n_ords
+    vector_lists: dict[tuple, str] = {}
+    k = -1
+    for pos, op, doc_id, _source in entries:
+        if op != "delete":
+            k += 1
+        state = batch.get(doc_id) or pending.get(doc_id)
+        current, version = state if state is not None else (id_to_ord.get(doc_id), id_version.get(doc_id, 0))
+        if op == "create" and current is not None:
+            items[pos] = item_error(op, index, doc_id, 409, "version_conflict_engine_exception",
+                                    f"[{doc_id}]: version conflict, document already exists (current version [{version}])")
+            continue
+        if op == "delete":
+            if current is None:
+                items[pos] = {op: {"_index": index, "_id": doc_id, "_version": version + 1, "result": "not_found", "status": 404, "_shards": shards()}}
+                continue
+            version += 1
+            lines.append((dumps_compact({"op": "delete", "id": doc_id, "version": version, "replaced": current}) + "\n").encode("utf-8"))
+            batch[doc_id] = (None, version)
+        else:
+            result = checked[k]
+            if isinstance(result, EngineError):
+                items[pos] = item_error(op, index, doc_id, result.status, result.error_type, str(result))
+                continue
+            source_json, vectors = result
+            if vectors not in vector_lists:
+                vector_lists[vectors] = dumps_compact(list(vectors))
+            id_json = f'"{doc_id}"' if _PLAIN_JSON_STRING.fullmatch(doc_id) else dumps_compact(doc_id)
+            line = (f'{{"op":"index","id":{id_json},"ord":{next_ord},"version":{version + 1},'
+                    f'"replaced":{"null" if current is None else current},"source":{source_json},"vectors":{vector_lists[vectors]}}}\n')
+            try:
+                lines.append(line.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                items[pos] = item_error(op, index, doc_id, 400, "mapper_parsing_exception",
+                                        f"failed to parse: invalid UTF-8 text ({exc.reason} {exc.object[exc.start:exc.end]!a})")
+                continue
+            version += 1
+            batch[doc_id] = (next_ord, version)
+            rows_used.append(k)
+            next_ord += 1
+        if op == "delete":
+            outcome, status = "deleted", 200
+        else:
+            outcome, status = ("updated", 200) if current is not None else ("created", 201)
+        written.append((pos, {op: {"_index": index, "_id": doc_id, "_version": version, "result": outcome, "_shards": shards(), "status": status}}))
+    if lines:
+        rows = {path: matrix if len(rows_used) == len(matrix) else matrix[rows_used] for path, matrix in vector_rows.items()}
+        store.append_batch(lines, rows, len(rows_used), batch)
+    for pos, item in written:
+        items[pos] = item
+
+
+class SourceChecker:
+    """Validates the sources of one batch against the index's mapping (adding dynamic fields)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.mapping = store.mapping
+        self.vector_fields = store.vector_fields
+        self.vector_paths = sorted(self.vector_fields)
+        self.nested_vectors = any("." in path for path in self.vector_fields)
+        self.string_fields = {path for path, spec in self.mapping.fields.items() if spec.type in ("text", "keyword") and "." not in path}
+
+    def check_all(self, sources: list) -> tuple[list, dict[str, np.ndarray]]:
+        """([(source JSON without vectors, vector paths) or EngineError per source], {vector field: rows})."""
+        values = {path: [None] * len(sources) for path in self.vector_fields}
+        results: list = []
+        for i, source in enumerate(sources):
+            try:
+                results.append(self._check(source, i, values))
+            except EngineError as exc:
+                results.append(exc)
+        matrices = {}
+        for path, field in self.vector_fields.items():
+            matrices[path], errors = vector_rows(field, path, values[path])
+            for i, error in errors.items():
+                results[i] = error
+        return results, matrices
+
+    def _check(self, source, i: int, vectors: dict[str, list]) -> tuple[str, tuple[str, ...]]:
+        if not isinstance(source, dict):
+            raise EngineError("the document source must be a JSON object", 400, "mapper_parsing_exception")
+        if self.nested_vectors:
+            source = copy.deepcopy(source)
+            found = [(path, pop_path(source, path)) for path in self.vector_paths]
+        else:
+            found = [(path, source[path]) for path in self.vector_paths if path in source]
+            if found:
+                source = {key: value for key, value in source.items() if key not in self.vector_fields}
+        paths = []
+        for path, value in found:
+            if value is not None:
+                vectors[path][i] = value
+                paths.append(path)
+        if not self._plain(source):
+            try:
+                source = json.loads(json.dumps(source, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise EngineError(f"the document is not valid JSON: {exc}", 400, "mapper_parsing_exception") from None
+            self.store.mapping_may_grow = True
+            map_dynamic(self.mapping, source, "")
+            for path, leaf_values in flatten_source(source).items():
+                spec = self.mapping.fields.get(path)
+                if spec is not None:
+                    normalise(spec, leaf_values)  # raises mapper_parsing_exception on bad values
+        return dumps_compact(source), tuple(paths)  # text that is not UTF-8 is refused when the line is encoded
+
+    def _plain(self, source: dict) -> bool:
+        """Every field a string (or list of strings) of a mapped top-level text/keyword field."""
+        for key, value in source.items():
+            if key not in self.string_fields or type(key) is not str:
+                return False
+            if type(value) is not str and not (type(value) is list and all(type(item) is str for item in value)):
+                return False
+        return True
+
+
+def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, EngineError]]:
+    """([len(values), dim] float32 rows, zeros where a source has no vector; {source: error})."""
+    present = [i for i, value in enumerate(values) if value is not None]
+    errors: dict[int, EngineError] = {}
+    if not present:
+        return np.zeros((len(values), field.dim), dtype=np.float32), errors
+    mismatch = EngineError(f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception")
+    given = [values[i] for i in present]
+    shape = (field.dim,)
+    try:
+        if all(type(value) is np.ndarray and value.shape == shape for value in given):
+            block = np.concatenate(given).reshape(len(given), field.dim).astype(np.float32, copy=False)
+            regular = True
+        else:
+            block = np.asarray(given, dtype=np.float32)
+            regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, tuple, np.ndarray)) for value in given)
+    except (TypeError, ValueError):
+        regular = False
+    if not regular:  # some value is not a vector of the field's dimension: find which, one by one
+        block = np.zeros((len(present), field.dim), dtype=np.float32)
+        for j, i in enumerate(present):
+            vector = one_vector(values[i], field.dim)
+            if vector is None:
+                errors[i] = mismatch
+            else:
+                block[j] = vector
+    bad = ~np.isfinite(block).all(axis=1)
+    for j in np.flatnonzero(bad):
+        errors[present[j]] = mismatch
+    if field.space == "cosinesimil" and field.spec.params.get("method", {}).get("engine") == "lucene":
+        zero = EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
+        for j in np.flatnonzero(~block.any(axis=1) & ~bad):
+            errors.setdefault(present[j], zero)
+    if len(present) == len(values):
+        return block, errors
+    rows = np.zeros((len(values), field.dim), dtype=np.float32)
+    rows[present] = block
+    return rows, errors
+
+
+def one_vector(value, dim: int) -> np.ndarray | None:
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        return None
+    try:
+        vector = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    return vector if vector.shape == (dim,) else None
+
+
+def map_dynamic(mapping, node: dict, prefix: str) -> None:
+    """Map the new fields of a source (OpenSearch's dynamic mapping); objects where leaves are mapped are refused."""
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, dict):
+                if path in mapping.fields:
+                    raise EngineError(f"field [{path}] is not an object", 400, "mapper_parsing_exception")
+                if path not in mapping.objects and not mapping.map_new_object(path):
+                    continue
+                map_dynamic(mapping, item, path + ".")
+            elif item is not None and path not in mapping.fields and path not in mapping.objects:
+                mapping.map_new_field(path, item)
