@@ -70,6 +70,23 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1000, q))
 
 
+def rss_mb(key: str = "VmHWM") -> int:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def reset_peak() -> int:
+    """Start a new peak-RSS window (Linux `clear_refs` 5); returns the current RSS in MiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return rss_mb("VmRSS")
+
+
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -88,6 +105,7 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
 
     model = VectorModel(dim)
     vectors = np.empty((n, dim), dtype=np.float32)
+    phases = {"start": reset_peak()}
     started = time.perf_counter()
     for begin in tqdm(range(0, n, batch), desc=f"index {n:,}", unit="batch", leave=False):
         count = min(batch, n - begin)
@@ -99,15 +117,21 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
         response = client.bulk(body=body)
         assert not response["errors"]
     index_s = time.perf_counter() - started
+    phases["index_peak"] = rss_mb()
+    reset_peak()
     started = time.perf_counter()
     client.indices.refresh(index=INDEX)  # builds the HNSW graph above the threshold
     hnsw_build_s = time.perf_counter() - started
+    phases["build_peak"] = rss_mb()
 
     client.close()
+    phases["closed"] = reset_peak()
     started = time.perf_counter()
     client = EmbeddedClient(root, hnsw_threshold=hnsw_threshold)  # cold open: log replay + HNSW load
     client.search(index=INDEX, body={"size": 1, "query": {"knn": {"image_vector": {"vector": vectors[0].tolist(), "k": 1}}}})
     open_s = time.perf_counter() - started
+    phases["open_peak"] = rss_mb()
+    reset_peak()
 
     query_vectors = model.sample(n_queries, rng)  # fresh samples, not copies of documents
     query_texts = [" ".join(f"w{w}" for w in zipf_words(rng, 3)) for _ in range(n_queries)]
@@ -138,6 +162,7 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
             ids.append([int(h["_id"]) for h in response["hits"]["hits"]])
         latencies[name], results[name] = samples, ids
 
+    phases["query_peak"] = rss_mb()
     exact = [list(np.argsort(-(vectors @ q), kind="stable")[:10]) for q in query_vectors]
     recall = float(np.mean([len(set(got) & set(want)) / 10 for got, want in zip(results["knn"], exact)]))
     row = {
@@ -150,6 +175,7 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
         "recall@10": round(recall, 4),
         "disk_mb": round(folder_size(root / INDEX) / 2**20),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_mb_by_phase": phases,
     }
     for name, samples in latencies.items():
         row[f"{name}_p50_ms"] = round(percentile_ms(samples, 50), 2)

@@ -3,7 +3,8 @@
     meta.json        settings + mappings (replaced atomically when dynamic mapping adds fields)
     manifest.json    the commit point: generation, committed log bytes and ordinals, text state
     docs.log         append-only JSON lines: index / delete records (sources without vectors)
-    vectors/*.f32    append-only float32 rows per knn_vector field (row = document ordinal)
+    vectors/*.f32    append-only rows per knn_vector field (row = document ordinal; .i8 / .bits for
+                     byte / binary fields)
     text/            tantivy index of the text fields (+ `_ord`)
     snapshot.npz     derived, optional: the in-memory state at some commit (no pickle), so that
                      opening a large index replays only the log written since
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import EngineError
+from . import data_types
 from .analysis import build_analyzer
 from .dates import to_millis
 from .mapping import FieldSpec, Mapping
@@ -489,11 +491,7 @@ class IndexStore(Snapshots):
             value = pop_path(source, path)
             if value is None:
                 continue
-            vector = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
-            if vector is None or vector.ndim != 1 or vector.shape[0] != field.dim or not np.all(np.isfinite(vector)):
-                raise EngineError(
-                    f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception"
-                )
+            vector = data_types.parse(value, field.data_type, field.dim)
             if field.space == "cosinesimil" and field.spec.params.get("method", {}).get("engine") == "lucene" and not vector.any():
                 raise EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
             vectors[path] = vector
@@ -544,7 +542,7 @@ class IndexStore(Snapshots):
         added = [p for p in prepared if p.record["op"] == "index"]
         for path, field in self.vector_fields.items():
             if added:
-                rows = np.zeros((len(added), field.dim), dtype=np.float32)
+                rows = np.zeros((len(added), field.width), dtype=np.float32)
                 for i, p in enumerate(added):
                     if path in p.vectors:
                         rows[i] = p.vectors[path]

@@ -1,7 +1,8 @@
 """Vector storage and k-NN search for one `knn_vector` field.
 
-Rows live in an append-only float32 file (row i = document ordinal i, zeros where a document has
-no vector), memory-mapped for exact search by matrix product. Above `hnsw_threshold` rows a faiss
+Rows live in an append-only file of the data type's values (row i = document ordinal i, zeros where
+a document has no vector; float32, int8, or packed bits: see `data_types`), memory-mapped for exact
+search. Above `hnsw_threshold` rows a faiss
 HNSW graph (the mapping's m / ef_construction) serves unfiltered and non-selective filtered queries;
 it is cached beside the rows as `<field>.<rows>.hnsw` and extended with rows added since. All new
 rows go to faiss in one `add`: faiss then inserts them highest HNSW level first, which gives a
@@ -12,7 +13,11 @@ With `compression_level` above 1x (or `mode: on_disk`, 32x by default as in k-NN
 compact codes in memory (see `quantize`), scans them for a first pass of `first_pass_k`
 candidates, and rescores those with the float32 rows read from the file: no graph is built over
 the codes here (k-NN builds one; the recall reported by benchmarks/compression.py is the codes'
-own, without a graph's approximation on top).
+own, without a graph's approximation on top). The knn clause decides the first-pass size
+(`quantize.first_pass_size`: the query's `rescore`, else the field's default).
+
+Byte fields build faiss `HNSW,SQ8_direct_signed` as k-NN does (a normalised float graph for
+cosinesimil), binary fields faiss `IndexBinaryHNSW` (k-NN's `BHNSW`), scored by Hamming distance.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ...scoring import knn_score, raw_similarity
+from . import data_types
 from .mapping import FieldSpec
-from .quantize import TRAINING_SAMPLE, Codebook, first_pass_k
+from .quantize import TRAINING_SAMPLE, Codebook
 
 # Efficient filtering (k-NN faiss): exact search when the filter matches <= k documents or when
 # matches x dimension <= this many values (the default when the index setting is unset).
@@ -38,43 +44,47 @@ class VectorField:
         self.spec = spec
         self.dim = spec.dimension
         self.space = spec.space_type
-        self.path = folder / f"{spec.path}.f32"
+        self.data_type = spec.data_type
+        self.width = data_types.width(self.data_type, self.dim)  # stored values per row
+        self.dtype, suffix = data_types.STORAGE[self.data_type]
+        self.row_bytes = self.width * np.dtype(self.dtype).itemsize
+        self.path = folder / f"{spec.path}.{suffix}"
         self._rows: np.ndarray | None = None
         self._hnsw = None
         self._hnsw_rows = 0
         mode = spec.params.get("mode", "in_memory")
+        self.mode = mode
         self.compression = spec.params.get("compression_level") or ("32x" if mode == "on_disk" else "1x")
-        self.oversample = mode == "on_disk"
         self._codebook: Codebook | None = None
         self._codes: np.ndarray | None = None
 
     # --- writing ---------------------------------------------------------------------------------
     def truncate(self, n_rows: int) -> None:
         """Drop rows past `n_rows` (left by a crash before the manifest was written)."""
-        if self.path.exists() and self.path.stat().st_size > n_rows * self.dim * 4:
+        if self.path.exists() and self.path.stat().st_size > n_rows * self.row_bytes:
             with open(self.path, "r+b") as f:
-                f.truncate(n_rows * self.dim * 4)
+                f.truncate(n_rows * self.row_bytes)
                 os.fsync(f.fileno())
 
     def append(self, rows: np.ndarray) -> None:
-        """Append rows [m, dim] durably (fsync before returning)."""
+        """Append parsed rows [m, width] (`data_types.parse` values) durably (fsync before returning)."""
         with open(self.path, "ab") as f:
-            f.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+            f.write(data_types.to_storage(rows, self.data_type).tobytes())
             f.flush()
             os.fsync(f.fileno())
 
     # --- reading ---------------------------------------------------------------------------------
     def rows(self, n_rows: int) -> np.ndarray:
-        """A read-only [n_rows, dim] memory map of the committed rows."""
+        """A read-only [n_rows, width] memory map of the committed rows."""
         if self._rows is None or self._rows.shape[0] != n_rows:
             if n_rows == 0 or not self.path.exists():
-                self._rows = np.zeros((0, self.dim), dtype=np.float32)
+                self._rows = np.zeros((0, self.width), dtype=self.dtype)
             else:
-                self._rows = np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim))
+                self._rows = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(n_rows, self.width))
         return self._rows
 
-    def vector(self, ordinal: int, n_rows: int) -> list[float]:
-        return np.asarray(self.rows(n_rows)[ordinal]).tolist()
+    def vector(self, ordinal: int, n_rows: int) -> list:
+        return data_types.to_source(self.rows(n_rows)[ordinal], self.data_type)
 
     def search(
         self,
@@ -86,22 +96,29 @@ class VectorField:
         ef_search: int,
         hnsw_threshold: int,
         filtered: bool,
+        first_pass: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ordinals, scores) among `candidates` (a bool mask over ordinals), best first.
 
         Mirrors k-NN's faiss path: exact search below the HNSW threshold or when a filter is
         selective (matches <= k, or matches x dim <= 2,048,000); otherwise HNSW with the filter
-        as an ID selector, falling back to exact search when it returns fewer than k.
+        as an ID selector, falling back to exact search when it returns fewer than k. With
+        `first_pass` (k-NN `RescoreContext.getFirstPassK`) the approximate pass keeps that many
+        candidates and exact scores pick the k best (NativeEngineKnnVectorQuery).
         """
         matches = int(candidates.sum())
         if matches == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         selective = filtered and (matches <= k or matches * self.dim <= EXACT_SEARCH_MAX_VALUES)
         if self.compression != "1x" and not selective:
-            return self._compressed_search(query, k, candidates, n_rows)
+            return self._compressed_search(query, k, candidates, n_rows, first_pass or k)
         if n_rows >= hnsw_threshold and not selective:
-            ords, raw = self._hnsw_search(query, k, candidates, n_rows, ef_search, restricted=matches < n_rows)
+            wanted = max(k, first_pass or k)
+            ords, raw = self._hnsw_search(query, wanted, candidates, n_rows, ef_search, restricted=matches < n_rows)
             if len(ords) >= min(k, matches):
+                if wanted > k:  # rescoring: exact scores of the first pass
+                    raw = self._raw(query, self.rows(n_rows)[np.sort(ords)])
+                    ords = np.sort(ords)
                 return self._ranked(ords, raw, k)
         return self.exact(query, k, candidates, n_rows)
 
@@ -109,10 +126,19 @@ class VectorField:
         rows = self.rows(n_rows)
         idx = np.flatnonzero(candidates)
         if len(idx) * 4 >= n_rows:
-            raw = raw_similarity(query, rows, self.space)[idx]
+            raw = self._raw(query, rows)[idx]
         else:
-            raw = raw_similarity(query, rows[idx], self.space)
+            raw = self._raw(query, rows[idx])
         return self._ranked(idx, raw, k)
+
+    def _raw(self, query: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """The space's raw similarity of a parsed query to stored rows (byte rows widened by chunks)."""
+        if self.data_type == "binary":
+            return data_types.hamming(data_types.to_storage(query[None, :], "binary")[0], rows)
+        if self.data_type == "float":
+            return raw_similarity(query, rows, self.space)
+        return np.concatenate([raw_similarity(query, rows[b:b + chunk].astype(np.float32), self.space)
+                               for b in range(0, len(rows), chunk)] or [np.empty(0, np.float32)])
 
     def _ranked(self, ords: np.ndarray, raw: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = knn_score(raw, self.space)
@@ -145,19 +171,21 @@ class VectorField:
             f.seek(begin * self.dim * 4)
             return np.frombuffer(f.read((end - begin) * self.dim * 4), dtype=np.float32).reshape(-1, self.dim)
 
-    def _compressed_search(self, query, k, candidates, n_rows) -> tuple[np.ndarray, np.ndarray]:
-        """First pass over the codes, then the best `first_pass_k` rescored with the float rows."""
+    def _compressed_search(self, query, k, candidates, n_rows, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """First pass over the codes keeping `m` candidates, rescored with the float rows."""
         codes = self.ensure_codes(n_rows)
         idx = np.flatnonzero(candidates[:n_rows])
         q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
         approx = self._codebook.first_pass(q, codes[idx], self.space)
-        m = first_pass_k(k, self.compression, self.dim) if self.oversample else k
         if len(idx) > m:
             idx = np.sort(idx[np.argpartition(-approx, m - 1)[:m]])
         return self._ranked(idx, raw_similarity(query, self.rows(n_rows)[idx], self.space), k)
 
     # --- HNSW ------------------------------------------------------------------------------------
     def _index_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows as the graph takes them: packed bits as they are, else float32 (unit length for cosinesimil)."""
+        if self.data_type == "binary":
+            return np.ascontiguousarray(rows, dtype=np.uint8)
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         if self.space == "cosinesimil":
             norms = np.linalg.norm(rows, axis=1, keepdims=True)
@@ -176,16 +204,28 @@ class VectorField:
         if self._hnsw is None:
             self._hnsw, self._hnsw_rows = self._load_cached(n_rows)
         if self._hnsw is None:
-            method = self.spec.params.get("method", {}).get("parameters", {})
-            metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
-            self._hnsw = faiss.IndexHNSWFlat(self.dim, int(method.get("m", 16)), metric)
-            self._hnsw.hnsw.efConstruction = int(method.get("ef_construction", 100))
+            self._hnsw = self._new_graph(faiss)
             self._hnsw_rows = 0
         if self._hnsw_rows < n_rows:
             self._hnsw.add(self._index_rows(self.rows(n_rows)[self._hnsw_rows:]))
             self._hnsw_rows = n_rows
             self._save_cached(faiss)
         return self._hnsw
+
+    def _new_graph(self, faiss):
+        """An empty faiss HNSW index with the mapping's m / ef_construction, for the data type."""
+        method = self.spec.params.get("method", {}).get("parameters", {})
+        m, ef_construction = int(method.get("m", 16)), int(method.get("ef_construction", 100))
+        if self.data_type == "binary":
+            graph = faiss.IndexBinaryHNSW(self.dim, m)
+        else:
+            metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
+            if self.data_type == "byte" and self.space != "cosinesimil":
+                graph = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, m, metric)
+            else:
+                graph = faiss.IndexHNSWFlat(self.dim, m, metric)
+        graph.hnsw.efConstruction = ef_construction
+        return graph
 
     def _cache_files(self) -> list[tuple[int, Path]]:
         found = []
@@ -204,14 +244,15 @@ class VectorField:
             return None, 0
         rows, path = usable[-1]
         try:
-            return faiss.read_index(str(path)), rows
+            read = faiss.read_index_binary if self.data_type == "binary" else faiss.read_index
+            return read(str(path)), rows
         except RuntimeError:  # a partly written cache from a crashed process: rebuild
             return None, 0
 
     def _save_cached(self, faiss) -> None:
         target = self.path.parent / f"{self.spec.path}.{self._hnsw_rows}.hnsw"
         tmp = target.with_suffix(f".tmp{os.getpid()}")
-        faiss.write_index(self._hnsw, str(tmp))
+        (faiss.write_index_binary if self.data_type == "binary" else faiss.write_index)(self._hnsw, str(tmp))
         os.replace(tmp, target)
         for rows, path in self._cache_files():
             if rows < self._hnsw_rows:
@@ -227,8 +268,10 @@ class VectorField:
             bits = np.packbits(candidates[:n_rows], bitorder="little")
             params.sel = faiss.IDSelectorBitmap(n_rows, faiss.swig_ptr(bits))
         q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        if self.data_type == "binary":
+            q = data_types.to_storage(q, "binary")
         distances, labels = index.search(q, k, params=params)
         keep = labels[0] >= 0
         ords = labels[0][keep].astype(np.int64)
-        raw = distances[0][keep]  # inner product (cosine on normalised rows) or squared L2
+        raw = distances[0][keep].astype(np.float32)  # inner product (cosine on unit rows), squared L2, or bits
         return ords, raw
