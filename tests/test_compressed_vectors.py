@@ -193,3 +193,42 @@ def test_rescore_false_and_radial_on_compressed_fields(tmp_path):
     assert len(client.search(index="cir-q", body=body)["hits"]["hits"]) == 10
     with pytest.raises(UnsupportedQueryError, match="Radial search is not supported for indices which have quantization"):
         client.search(index="cir-q", body={"query": {"knn": {"v": {"vector": query.tolist(), "max_distance": 3.0}}}})
+
+
+def test_compressed_field_graph_and_memory_mapped_codes(tmp_path):
+    """Above the HNSW threshold an 8x-32x field searches a faiss binary HNSW over its codes (k-NN
+    builds BHNSW over quantized vectors), rescored from the rows; codes and codebook are files,
+    memory-mapped and reused by the next process."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 128))
+    rows = (centres[rng.integers(0, 20, 3000)] + 0.5 * rng.normal(size=(3000, 128))).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    client = EmbeddedClient(tmp_path / "e", hnsw_threshold=1000)
+    client.indices.create(index="cir-q", body={"mappings": {"properties": {
+        "v": {"type": "knn_vector", "dimension": 128, "space_type": "innerproduct", "mode": "on_disk", "compression_level": "32x"}}}})
+    body = []
+    for i, row in enumerate(rows):
+        body += [{"index": {"_index": "cir-q", "_id": str(i)}}, {"v": row.tolist()}]
+    client.bulk(body=body)
+    client.indices.refresh(index="cir-q")  # builds the graphs above the threshold
+    field = client._store("cir-q").vector_fields["v"]
+    assert field._hnsw is not None and field._hnsw.ntotal == 3000 and field._hnsw.code_size == 16  # 128 bits
+    assert isinstance(field._codes, np.memmap)
+    folder = tmp_path / "e" / "cir-q" / "vectors"
+    assert (folder / "v.32x.codebook.npz").exists() and (folder / "v.32x.codes.npy").exists()
+    queries = rows[:30] + 0.1 * rng.normal(size=(30, 128)).astype(np.float32)
+
+    def recall(c):
+        hits = 0
+        for q in queries:
+            response = c.search(index="cir-q", body={"size": 10, "query": {"knn": {"v": {"vector": q.tolist(), "k": 10}}}})
+            hits += len(set(np.argsort(-(rows @ q))[:10].astype(str)) & {h["_id"] for h in response["hits"]["hits"]})
+        return hits / 300
+
+    first = recall(client)
+    assert first >= 0.8  # a scan of the codes: 0.94; the graph over 1-bit codes loses a little (ties)
+    client.close()
+    again = EmbeddedClient(tmp_path / "e", hnsw_threshold=1000)
+    assert recall(again) == first  # the same codebook, codes and cached graph
+    reopened = again._store("cir-q").vector_fields["v"]
+    assert reopened._hnsw is not None and reopened._hnsw_rows == 3000

@@ -21,6 +21,8 @@ Codes are first-pass scores only; rescoring re-ranks `first_pass_size` candidate
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -88,6 +90,25 @@ class Codebook:
             coefficients = [0.0] if bits == 1 else [-1 + 2 * (i + 1) / (bits + 1) for i in range(bits)]
             return cls(level, {"thresholds": np.stack([mean + c * std for c in coefficients]).astype(np.float32)})
         return cls(level, {})
+
+    def save(self, path: Path) -> "Codebook":
+        """Write the codebook once (the first writer wins, as persisted codes depend on it) and
+        return the one on disk."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **self.params)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return Codebook.load(self.level, path)
+
+    @classmethod
+    def load(cls, level: str, path: Path) -> "Codebook":
+        with np.load(path) as saved:
+            return cls(level, {key: saved[key] for key in saved.files})
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.float32)

@@ -111,7 +111,8 @@ class VectorField:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         selective = filtered and (matches <= k or matches * self.dim <= EXACT_SEARCH_MAX_VALUES)
         if self.compression != "1x" and not selective:
-            return self._compressed_search(query, k, candidates, n_rows, first_pass or k)
+            return self._compressed_search(query, k, candidates, n_rows, first_pass or k, ef_search=ef_search,
+                                           use_graph=n_rows >= hnsw_threshold)
         if n_rows >= hnsw_threshold and not selective:
             wanted = max(k, first_pass or k)
             ords, raw = self._hnsw_search(query, wanted, candidates, n_rows, ef_search, restricted=matches < n_rows)
@@ -153,33 +154,60 @@ class VectorField:
 
     # --- compressed codes --------------------------------------------------------------------------
     def ensure_codes(self, n_rows: int, chunk: int = 65_536) -> np.ndarray:
-        """Train the codebook on the rows (once) and encode rows added since, read in chunks."""
-        coded = 0 if self._codes is None else len(self._codes)
-        if coded < n_rows:
-            if self._codebook is None:
+        """The codes of rows [0, n_rows), memory-mapped from `<field>.<level>.codes.npy`: the codebook
+        is trained once on the first rows and kept beside them (`.codebook.npz`); rows added since
+        are read from the file in chunks, encoded, and the codes file replaced atomically."""
+        if self._codes is not None and len(self._codes) >= n_rows:
+            return self._codes[:n_rows]
+        stem = self.path.parent / f"{self.spec.path}.{self.compression}"
+        book_path, codes_path = stem.with_name(stem.name + ".codebook.npz"), stem.with_name(stem.name + ".codes.npy")
+        if self._codebook is None:
+            if book_path.exists():
+                self._codebook = Codebook.load(self.compression, book_path)
+            else:
                 sample = self._read(0, min(n_rows, TRAINING_SAMPLE))  # the first rows: no full copy in memory
-                self._codebook = Codebook.train(self.compression, self._index_rows(sample))
-            parts = [] if self._codes is None else [self._codes]
+                self._codebook = Codebook.train(self.compression, self._index_rows(sample)).save(book_path)
+        codes = np.load(codes_path, mmap_mode="r") if codes_path.exists() else None
+        if codes is None or len(codes) < n_rows:
+            coded = 0 if codes is None else len(codes)
+            parts = [] if codes is None else [np.asarray(codes)]
             for begin in range(coded, n_rows, chunk):
                 parts.append(self._codebook.encode(self._index_rows(self._read(begin, min(begin + chunk, n_rows)))))
-            self._codes = np.concatenate(parts)
-        return self._codes[:n_rows]
+            tmp = codes_path.with_name(f".{codes_path.name}.{os.getpid()}.tmp.npy")
+            np.save(tmp, np.concatenate(parts))
+            del parts
+            os.replace(tmp, codes_path)
+            codes = np.load(codes_path, mmap_mode="r")
+        self._codes = codes
+        return codes[:n_rows]
 
     def _read(self, begin: int, end: int) -> np.ndarray:
         """Rows [begin, end) read from the file (not through the memory map, so they stay out of RSS)."""
         with open(self.path, "rb") as f:
-            f.seek(begin * self.dim * 4)
-            return np.frombuffer(f.read((end - begin) * self.dim * 4), dtype=np.float32).reshape(-1, self.dim)
+            f.seek(begin * self.row_bytes)
+            data = f.read((end - begin) * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(-1, self.width)
 
-    def _compressed_search(self, query, k, candidates, n_rows, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """First pass over the codes keeping `m` candidates, rescored with the float rows."""
-        codes = self.ensure_codes(n_rows)
+    def _graph_over_codes(self) -> bool:
+        """Bit codes (8x-32x) get a faiss binary HNSW graph, as k-NN builds over quantized vectors."""
+        return self.compression in ("8x", "16x", "32x")
+
+    def _compressed_search(self, query, k, candidates, n_rows, m: int, *, ef_search: int,
+                           use_graph: bool) -> tuple[np.ndarray, np.ndarray]:
+        """A first pass keeping `m` candidates (the graph over the codes, else a scan of the codes),
+        rescored with the float rows."""
         idx = np.flatnonzero(candidates[:n_rows])
-        q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
-        approx = self._codebook.first_pass(q, codes[idx], self.space)
-        if len(idx) > m:
-            idx = np.sort(idx[np.argpartition(-approx, m - 1)[:m]])
-        return self._ranked(idx, raw_similarity(query, self.rows(n_rows)[idx], self.space), k)
+        found = None
+        if use_graph and self._graph_over_codes():
+            ords, _ = self._hnsw_search(query, m, candidates, n_rows, ef_search, restricted=len(idx) < n_rows)
+            if len(ords) >= min(m, len(idx)):
+                found = np.sort(ords)
+        if found is None:
+            codes = self.ensure_codes(n_rows)
+            q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
+            approx = self._codebook.first_pass(q, codes[idx], self.space)
+            found = np.sort(idx[np.argpartition(-approx, m - 1)[:m]]) if len(idx) > m else idx
+        return self._ranked(found, raw_similarity(query, self.rows(n_rows)[found], self.space), k)
 
     # --- HNSW ------------------------------------------------------------------------------------
     def _index_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -194,10 +222,10 @@ class VectorField:
 
     def ensure_hnsw(self, n_rows: int):
         """Load, build or extend the HNSW graph so that it covers `n_rows` rows (compressed fields:
-        their codes instead, no graph)."""
+        their codes, and for bit codes a binary graph over them)."""
         import faiss
 
-        if self.compression != "1x":
+        if self.compression != "1x" and not self._graph_over_codes():
             self.ensure_codes(n_rows)
             return None
 
@@ -207,16 +235,24 @@ class VectorField:
             self._hnsw = self._new_graph(faiss)
             self._hnsw_rows = 0
         if self._hnsw_rows < n_rows:
-            self._hnsw.add(self._index_rows(self.rows(n_rows)[self._hnsw_rows:]))
+            if self.compression != "1x":
+                self._hnsw.add(np.ascontiguousarray(self.ensure_codes(n_rows)[self._hnsw_rows:]))
+            else:
+                self._hnsw.add(self._index_rows(self.rows(n_rows)[self._hnsw_rows:]))
             self._hnsw_rows = n_rows
             self._save_cached(faiss)
         return self._hnsw
+
+    def _binary_graph(self) -> bool:
+        return self.data_type == "binary" or self.compression != "1x"
 
     def _new_graph(self, faiss):
         """An empty faiss HNSW index with the mapping's m / ef_construction, for the data type."""
         method = self.spec.params.get("method", {}).get("parameters", {})
         m, ef_construction = int(method.get("m", 16)), int(method.get("ef_construction", 100))
-        if self.data_type == "binary":
+        if self.compression != "1x":  # k-NN's faiss BHNSW over the quantized bits
+            graph = faiss.IndexBinaryHNSW(self.ensure_codes(1).shape[1] * 8, m)
+        elif self.data_type == "binary":
             graph = faiss.IndexBinaryHNSW(self.dim, m)
         else:
             metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -244,7 +280,7 @@ class VectorField:
             return None, 0
         rows, path = usable[-1]
         try:
-            read = faiss.read_index_binary if self.data_type == "binary" else faiss.read_index
+            read = faiss.read_index_binary if self._binary_graph() else faiss.read_index
             return read(str(path)), rows
         except RuntimeError:  # a partly written cache from a crashed process: rebuild
             return None, 0
@@ -252,7 +288,7 @@ class VectorField:
     def _save_cached(self, faiss) -> None:
         target = self.path.parent / f"{self.spec.path}.{self._hnsw_rows}.hnsw"
         tmp = target.with_suffix(f".tmp{os.getpid()}")
-        (faiss.write_index_binary if self.data_type == "binary" else faiss.write_index)(self._hnsw, str(tmp))
+        (faiss.write_index_binary if self._binary_graph() else faiss.write_index)(self._hnsw, str(tmp))
         os.replace(tmp, target)
         for rows, path in self._cache_files():
             if rows < self._hnsw_rows:
@@ -270,6 +306,9 @@ class VectorField:
         q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if self.data_type == "binary":
             q = data_types.to_storage(q, "binary")
+        elif self.compression != "1x":
+            self.ensure_codes(1)
+            q = self._codebook.encode(q)
         distances, labels = index.search(q, k, params=params)
         keep = labels[0] >= 0
         ords = labels[0][keep].astype(np.int64)
