@@ -87,3 +87,45 @@ def test_field_data_types_read_a_mapping():
                                            "caption_vector": {"type": "knn_vector", "dimension": 8},
                                            "caption": {"type": "text"}}}}
     assert field_data_types(mapping) == {"image_vector": "byte", "caption_vector": "float"}
+
+
+@pytest.mark.parametrize("storage", ["byte", "binary", "on_disk-8x"])
+def test_setup_ingest_and_search_with_a_vector_storage(tmp_path, storage):
+    """`cir setup --vectors`: the template's vector fields take the storage's overrides
+    (index_templates/vector-storage.json); ingestion writes and compose queries send vectors the
+    way the field takes them; the index keeps its storage on later setups."""
+    from PIL import Image
+
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.compose import CompositeQuery, search
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.errors import CIRError
+    from opensearch_cir.ingest import ingest
+    from opensearch_cir.ingest.sources import open_source
+
+    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (24, 24), (i * 40, 255 - i * 40, 7 * i)).save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text(f"square number {i}")
+    client = EmbeddedClient(tmp_path / "engine")
+    setup_index(client, "cir-v", encoder.manifest, vectors=storage)
+    field = client.indices.get_mapping(index="cir-v")["cir-v"]["mappings"]["properties"]["image_vector"]
+    assert field.get("data_type", "float") == {"byte": "byte", "binary": "binary"}.get(storage, "float")
+    records, _ = open_source(folder)
+    assert ingest(client, "cir-v", encoder, records).indexed == 6
+    source = client.search(index="cir-v", body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]["_source"]
+    if storage in ("byte", "binary"):
+        assert all(isinstance(v, int) for v in source["image_vector"] + source["caption_vector"])
+    response = search(client, "cir-v", CompositeQuery(images=[str(folder / "img2.png")], strategy="image_only",
+                                                       exclude_reference=False), encoder)
+    assert response.results and response.results[0].id == client.search(
+        index="cir-v", body={"query": {"term": {"image_uri": str(folder / "img2.png")}}})["hits"]["hits"][0]["_id"]
+    knn = response.rendered.body["query"]["knn"]["image_vector"]
+    assert all(isinstance(v, int) for v in knn["vector"]) == (storage in ("byte", "binary"))
+    setup_index(client, "cir-v", encoder.manifest)  # keeps the index's storage
+    with pytest.raises(CIRError, match="re-create it"):
+        setup_index(client, "cir-v", encoder.manifest, vectors="float" if storage != "float" else "byte")

@@ -56,3 +56,35 @@ def field_data_types(mapping: dict) -> dict[str, str]:
     properties: dict[str, Any] = mappings.get("properties") or {}
     return {name: spec.get("data_type", "float") for name, spec in properties.items()
             if isinstance(spec, dict) and spec.get("type") == "knn_vector"}
+
+
+def index_data_types(client: Any, index: str) -> dict[str, str]:
+    """`field_data_types` of an existing index (by name or alias); {} (all float) when the client
+    cannot tell (no such index yet, a test double without `get_mapping`)."""
+    get_mapping = getattr(getattr(client, "indices", None), "get_mapping", None)
+    if get_mapping is None:
+        return {}
+    try:
+        response = get_mapping(index=index)
+    except Exception:  # noqa: BLE001 - not created yet: the caller's documents decide nothing here
+        return {}
+    if not isinstance(response, dict) or not response:
+        return {}
+    return field_data_types(response.get(index) or next(iter(response.values())))
+
+
+def known_data_types(client: Any, index: str) -> dict[str, str]:
+    """`index_data_types`, asked once per client and index (remembered on the client like its dialect)."""
+    known = getattr(client, "cir_vector_types", None)
+    if not isinstance(known, dict):
+        known = {}
+        try:
+            client.cir_vector_types = known
+        except AttributeError:
+            pass
+    if index not in known:
+        found = index_data_types(client, index)
+        if not found:
+            return found  # not remembered: the index may not exist yet
+        known[index] = found
+    return known[index]
