@@ -232,3 +232,31 @@ def test_compressed_field_graph_and_memory_mapped_codes(tmp_path):
     assert recall(again) == first  # the same codebook, codes and cached graph
     reopened = again._store("cir-q").vector_fields["v"]
     assert reopened._hnsw is not None and reopened._hnsw_rows == 3000
+
+
+def test_a_reopened_float_graph_is_memory_mapped_and_still_grows(tmp_path):
+    """A cold open maps the cached graph's vectors (faiss IO_FLAG_MMAP_IFC); adding documents
+    later reloads it unmapped first (faiss aborts on adding to a mapped graph)."""
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(1500, 16)).astype(np.float32)
+
+    def add(client, begin, end):
+        body = []
+        for i in range(begin, end):
+            body += [{"index": {"_index": "cir-q", "_id": str(i)}}, {"v": rows[i].tolist()}]
+        client.bulk(body=body)
+        client.indices.refresh(index="cir-q")
+
+    client = EmbeddedClient(tmp_path / "e", hnsw_threshold=500)
+    client.indices.create(index="cir-q", body={"mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 16}}}})
+    add(client, 0, 1000)
+    client.close()
+    client = EmbeddedClient(tmp_path / "e", hnsw_threshold=500)
+    query = {"size": 3, "query": {"knn": {"v": {"vector": rows[7].tolist(), "k": 3}}}}
+    assert client.search(index="cir-q", body=query)["hits"]["hits"][0]["_id"] == "7"
+    field = client._store("cir-q").vector_fields["v"]
+    assert field._mapped and field._hnsw_rows == 1000
+    add(client, 1000, 1500)
+    assert not field._mapped and field._hnsw.ntotal == 1500
+    query["query"]["knn"]["v"]["vector"] = rows[1234].tolist()
+    assert client.search(index="cir-q", body=query)["hits"]["hits"][0]["_id"] == "1234"

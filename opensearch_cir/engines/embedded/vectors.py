@@ -52,6 +52,7 @@ class VectorField:
         self._rows: np.ndarray | None = None
         self._hnsw = None
         self._hnsw_rows = 0
+        self._mapped = False  # the graph's vectors are a read-only map of its cache file
         mode = spec.params.get("mode", "in_memory")
         self.mode = mode
         self.compression = spec.params.get("compression_level") or ("32x" if mode == "on_disk" else "1x")
@@ -229,8 +230,8 @@ class VectorField:
             self.ensure_codes(n_rows)
             return None
 
-        if self._hnsw is None:
-            self._hnsw, self._hnsw_rows = self._load_cached(n_rows)
+        if self._hnsw is None or (self._mapped and self._hnsw_rows < n_rows):  # a mapped graph cannot grow
+            self._hnsw, self._hnsw_rows = self._load_cached(n_rows, mapped=self._hnsw is None)
         if self._hnsw is None:
             self._hnsw = self._new_graph(faiss)
             self._hnsw_rows = 0
@@ -272,17 +273,24 @@ class VectorField:
                 continue
         return sorted(found)
 
-    def _load_cached(self, n_rows: int):
+    def _load_cached(self, n_rows: int, *, mapped: bool):
+        """The newest cached graph covering at most `n_rows` rows; `mapped`: a float graph's vectors
+        memory-mapped from the file (faiss IO_FLAG_MMAP_IFC: only the pages searches touch are
+        resident), when it already covers every row (faiss cannot add to a mapped graph)."""
         import faiss
 
+        self._mapped = False
         usable = [(rows, path) for rows, path in self._cache_files() if rows <= n_rows]
         if not usable:
             return None, 0
         rows, path = usable[-1]
         try:
-            read = faiss.read_index_binary if self._binary_graph() else faiss.read_index
-            return read(str(path)), rows
+            if self._binary_graph():
+                return faiss.read_index_binary(str(path)), rows
+            self._mapped = mapped and rows == n_rows
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if self._mapped else 0), rows
         except RuntimeError:  # a partly written cache from a crashed process: rebuild
+            self._mapped = False
             return None, 0
 
     def _save_cached(self, faiss) -> None:
