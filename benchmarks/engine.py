@@ -1,11 +1,15 @@
 """Embedded engine benchmark: index time, query latency, memory and HNSW recall on synthetic data.
 
     python benchmarks/engine.py --sizes 10000 100000 [1000000] [--dim 512] [--queries 200]
+                                [--mode on_disk --compression-level 32x]
 
 Documents: CLIP-like unit vectors (see VectorModel) and Zipf-distributed captions. Queries: `knn` (k=10; HNSW above the threshold), `match` (3 caption words) and `hybrid`
 (both, min_max + arithmetic_mean), each returning 10 hits without vectors. Runs on one core
 (BLAS / OpenMP threads = 1). Recall@10 compares the HNSW top 10 with exact search on the same
 vectors. Prints one table per size; numbers are ratios within one run, not absolute promises.
+`rss_mb_by_phase` gives the peak RSS of each phase (Linux `clear_refs` resets the peak between
+phases): the benchmark's own copy of the vectors lives in a file in the work folder, read back in
+chunks for the recall truth, so that the process's memory is the engine's.
 """
 
 from __future__ import annotations
@@ -70,16 +74,48 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1000, q))
 
 
+def rss_mb(key: str = "VmHWM") -> int:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def reset_peak() -> int:
+    """Start a new peak-RSS window (Linux `clear_refs` 5); returns the current RSS in MiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return rss_mb("VmRSS")
+
+
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_threshold: int) -> dict:
+def exact_top10(path: Path, n: int, dim: int, queries: np.ndarray, chunk: int = 16_384) -> list[list[int]]:
+    """Exact inner-product top 10 of each query over the vectors in `path`, read in chunks."""
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
+    with open(path, "rb") as f:
+        for begin in range(0, n, chunk):
+            rows = np.frombuffer(f.read(min(chunk, n - begin) * dim * 4), dtype=np.float32).reshape(-1, dim)
+            scores = np.concatenate([best_scores, (rows @ queries.T).T], axis=1)
+            ids = np.concatenate([best_ids, np.broadcast_to(np.arange(begin, begin + len(rows)), (len(queries), len(rows)))], axis=1)
+            keep = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+            best_scores, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+    return best_ids.tolist()
+
+
+def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_threshold: int, compression: dict) -> dict:
     rng = np.random.default_rng(n)
     client = EmbeddedClient(root, hnsw_threshold=hnsw_threshold)
     template = json.loads((index_templates_dir() / "cir-index-template.json").read_text())
     properties = template["template"]["mappings"]["properties"]
     properties["image_vector"]["dimension"] = dim
+    properties["image_vector"].update(compression)
     del properties["caption_vector"]
     template["index_patterns"] = [INDEX]
     client.indices.put_index_template(name="bench", body=template)
@@ -87,27 +123,39 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
     client.search_pipeline.put(id="bench-min-max", body=PIPELINE)
 
     model = VectorModel(dim)
-    vectors = np.empty((n, dim), dtype=np.float32)
+    truth_file = root / "bench-vectors.f32"  # the benchmark's copy, outside the index and out of RSS
+    first_vector = None
+    phases = {"start": reset_peak()}
     started = time.perf_counter()
     for begin in tqdm(range(0, n, batch), desc=f"index {n:,}", unit="batch", leave=False):
         count = min(batch, n - begin)
         chunk = model.sample(count, rng)
-        vectors[begin : begin + count] = chunk
+        with open(truth_file, "ab") as f:
+            f.write(chunk.astype(np.float32).tobytes())
+        first_vector = chunk[0] if first_vector is None else first_vector
         body = []
         for i in range(count):
             body += [{"index": {"_index": INDEX, "_id": str(begin + i)}}, {"caption": caption(rng), "image_vector": chunk[i].tolist(), "metadata": {"shard": str((begin + i) % 10)}}]
         response = client.bulk(body=body)
         assert not response["errors"]
     index_s = time.perf_counter() - started
+    phases["index_peak"] = rss_mb()
+    reset_peak()
     started = time.perf_counter()
     client.indices.refresh(index=INDEX)  # builds the HNSW graph above the threshold
     hnsw_build_s = time.perf_counter() - started
+    phases["build_peak"] = rss_mb()
+    reset_peak()
 
     client.close()
+    phases["close_peak"] = rss_mb()
+    phases["closed"] = reset_peak()
     started = time.perf_counter()
     client = EmbeddedClient(root, hnsw_threshold=hnsw_threshold)  # cold open: log replay + HNSW load
-    client.search(index=INDEX, body={"size": 1, "query": {"knn": {"image_vector": {"vector": vectors[0].tolist(), "k": 1}}}})
+    client.search(index=INDEX, body={"size": 1, "query": {"knn": {"image_vector": {"vector": first_vector.tolist(), "k": 1}}}})
     open_s = time.perf_counter() - started
+    phases["open_peak"] = rss_mb()
+    reset_peak()
 
     query_vectors = model.sample(n_queries, rng)  # fresh samples, not copies of documents
     query_texts = [" ".join(f"w{w}" for w in zipf_words(rng, 3)) for _ in range(n_queries)]
@@ -138,7 +186,10 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
             ids.append([int(h["_id"]) for h in response["hits"]["hits"]])
         latencies[name], results[name] = samples, ids
 
-    exact = [list(np.argsort(-(vectors @ q), kind="stable")[:10]) for q in query_vectors]
+    phases["query_peak"] = rss_mb()
+    reset_peak()
+    exact = exact_top10(truth_file, n, dim, query_vectors)
+    phases["truth_peak"] = rss_mb()  # the benchmark's own recall truth, not the engine
     recall = float(np.mean([len(set(got) & set(want)) / 10 for got, want in zip(results["knn"], exact)]))
     row = {
         "docs": n,
@@ -149,7 +200,9 @@ def run_size(n: int, dim: int, n_queries: int, batch: int, root: Path, hnsw_thre
         "hnsw": n >= hnsw_threshold,
         "recall@10": round(recall, 4),
         "disk_mb": round(folder_size(root / INDEX) / 2**20),
+        "field": compression or "float in memory",
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_mb_by_phase": phases,
     }
     for name, samples in latencies.items():
         row[f"{name}_p50_ms"] = round(percentile_ms(samples, 50), 2)
@@ -166,6 +219,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--hnsw-threshold", type=int, default=DEFAULT_HNSW_THRESHOLD)
     parser.add_argument("--workdir", type=Path, default=None, help="where indices are built (default: a temp dir, removed)")
+    parser.add_argument("--mode", choices=["in_memory", "on_disk"], default=None, help="the image_vector field's k-NN mode")
+    parser.add_argument("--compression-level", default=None, help="its compression_level (1x..32x)")
     args = parser.parse_args()
     try:
         import faiss
@@ -176,7 +231,8 @@ def main() -> None:
     for n in args.sizes:
         root = Path(tempfile.mkdtemp(prefix="cir-bench-", dir=args.workdir))
         try:
-            row = run_size(n, args.dim, args.queries, args.batch, root, args.hnsw_threshold)
+            compression = {key: value for key, value in (("mode", args.mode), ("compression_level", args.compression_level)) if value}
+            row = run_size(n, args.dim, args.queries, args.batch, root, args.hnsw_threshold, compression)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         print(json.dumps(row), flush=True)

@@ -28,6 +28,7 @@ from .resources import index_templates_dir
 log = logging.getLogger(__name__)
 
 TEMPLATE_FILE = "cir-index-template.json"
+VECTOR_STORAGE_FILE = "vector-storage.json"
 DEFAULT_INDEX = "cir-images"
 TEMPLATE_PRIORITY = 200  # above the generic `cir-*` template of the JSON file, if a user installed it
 API_KEY_ENV = "CIR_API_KEY"
@@ -88,13 +89,35 @@ def status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def index_template(model: ModelInfo, index: str | None = None) -> dict:
-    """The template JSON with the model's dimension and id; for `index`, a template matching only it."""
+def vector_storages() -> dict[str, dict]:
+    """`index_templates/vector-storage.json`: the vector fields' mapping overrides per storage name."""
+    table = json.loads((index_templates_dir() / VECTOR_STORAGE_FILE).read_text())
+    return {name: value for name, value in table.items() if not name.startswith("_")}
+
+
+def storage_of(mapping: dict) -> str | None:
+    """The storage name (`vector-storage.json`) of an index mapping's image_vector field, if it is one."""
+    field = (mapping.get("properties") or {}).get("image_vector") or {}
+    for name, override in vector_storages().items():
+        keys = ("data_type", "mode", "compression_level")
+        if all(field.get(key, "float" if key == "data_type" else None) == override.get(key, "float" if key == "data_type" else None)
+               for key in keys):
+            return name
+    return None
+
+
+def index_template(model: ModelInfo, index: str | None = None, vectors: str = "float") -> dict:
+    """The template JSON with the model's dimension and id; for `index`, a template matching only it;
+    `vectors`: a storage of `vector-storage.json` (float, byte, binary, on_disk-8x, ...)."""
     template = json.loads((index_templates_dir() / TEMPLATE_FILE).read_text())
+    storages = vector_storages()
+    if vectors not in storages:
+        raise ValueError(f"unknown vector storage {vectors!r}; choose one of {sorted(storages)}")
     mappings = template["template"]["mappings"]
     mappings["_meta"]["cir"] = {"model_id": model.model_id, "dimension": int(model.embedding_dim)}
     for name in VECTOR_FIELDS:
         mappings["properties"][name]["dimension"] = int(model.embedding_dim)
+        mappings["properties"][name].update(storages[vectors])
     if index is not None:
         template["index_patterns"] = [index]
         template["priority"] = TEMPLATE_PRIORITY
@@ -152,6 +175,7 @@ def setup_index(
     default_pipeline: str | None = None,
     dialect: Dialect | None = None,
     raise_on_failure: bool = True,
+    vectors: str | None = None,
 ) -> SetupReport:
     """Create or upgrade the template, the index and the search pipelines for `manifest`'s model.
 
@@ -162,6 +186,8 @@ def setup_index(
     default_pipeline: one of them to set as the new index's `index.search.default_pipeline`
     (only at creation), so hybrid queries work without `?search_pipeline=`.
     A failed step does not stop the others; with `raise_on_failure` they raise `SetupIncomplete` at the end.
+    vectors: the vector storage of a new index (`vector-storage.json`; default float); an existing
+    index keeps its own (a different one given here is an error).
     """
     dialect = dialect or detect(client)
     if not dialect.has_plugin(KNN_PLUGIN):
@@ -177,12 +203,18 @@ def setup_index(
     report.skipped.update({f"search pipeline {name}": reason for name, reason in skipped.items()})
     if default_pipeline and default_pipeline not in accepted:
         raise ValueError(f"default pipeline {default_pipeline!r} cannot be put on this cluster: {skipped[default_pipeline]}")
-    template = index_template(manifest, index)
-    validate_request("indices.put_index_template", template)
+    exists = client.indices.exists(index=index)
+    if exists:
+        current = storage_of(_mapping_of(client, index)) or "float"
+        if vectors not in (None, current):
+            raise CIRError(f"index {index!r} stores its vectors as {current!r}, not {vectors!r}: re-create it to change that")
+        vectors = current
+    template = index_template(manifest, index, vectors or "float")
+    validate_request("indices.put_index_template", template, dialect=dialect)
     for pipeline_id, body in accepted.items():
         validate_request("search_pipeline.put", body, dialect=dialect)
 
-    if client.indices.exists(index=index):
+    if exists:
         _upgrade_index(client, index, manifest, template, report)
     else:
         body = copy.deepcopy(template["template"])

@@ -83,6 +83,17 @@ FEATURES: dict[str, Feature] = dict([
     _feature("knn_method_parameters", "2.16.0", KNN + "index/query/KNNQueryBuilder.java (method_parameters)",
              "knn `method_parameters`"),
     _feature("knn_rescore", "2.17.0", KNN + "index/query/parser/RescoreParser.java", "knn `rescore`"),
+    _feature("knn_byte_vector", "2.17.0", KNN + "index/engine/faiss/FaissHNSWMethod.java (SUPPORTED_DATA_TYPES: "
+             "BYTE on faiss since 2.17; lucene since 2.9)", "knn_vector `data_type: byte`"),
+    _feature("knn_binary_vector", "2.16.0", KNN + "index/engine/faiss/FaissHNSWMethod.java (SUPPORTED_DATA_TYPES: "
+             "BINARY on faiss since 2.16)", "knn_vector `data_type: binary`"),
+    _feature("knn_binary_lucene", "2.19.0", KNN + "index/engine/lucene/LuceneHNSWMethod.java (SUPPORTED_DATA_TYPES)",
+             "`data_type: binary` on the lucene engine"),
+    _feature("knn_disk_mode", "2.17.0", KNN + "index/mapper/CompressionLevel.java, Mode.java",
+             "knn_vector `mode` / `compression_level`"),
+    # behaviour: 4x on_disk fields rescore by default (oversample 1.0) only from 3.1
+    _feature("knn_4x_default_rescore", "3.1.0", KNN + "index/mapper/CompressionLevel.java "
+             "(getDefaultRescoreContext: x4 before V_3_1_0 -> null)", "default rescoring of 4x on_disk fields"),
     _feature("knn_top_level_space_type", "2.17.0", KNN + "index/mapper/KNNVectorFieldMapper.java "
              "(TOP_LEVEL_PARAMETER_SPACE_TYPE)", "knn_vector `space_type` beside `method`"),
     _feature("nmslib_blocked", "3.0.0", KNN + "index/engine/KNNEngine.java (NMSLIB deprecated V_3_0_0)",

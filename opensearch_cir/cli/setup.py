@@ -53,6 +53,9 @@ def setup_command(
         help="Use this OpenSearch version's rules instead of asking GET / (needed for OpenSearch Serverless)."),
     ca_certs: Optional[str] = typer.Option(None, help="CA bundle for the cluster's TLS certificate ($OPENSEARCH_CA_CERTS)."),
     insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (test clusters only)."),
+    vectors: Optional[str] = typer.Option(
+        None, help="Vector storage of a new index: float (default), byte, binary, on_disk-4x/8x/16x/32x "
+        "(index_templates/vector-storage.json; OpenSearch 2.17+ for byte and on_disk)."),
 ) -> None:
     """Create or upgrade template, index and search pipelines (idempotent; refuses another model's index)."""
     from ..admin import setup_index, setup_remote_model
@@ -63,7 +66,8 @@ def setup_command(
     try:
         manifest = Manifest.load(resolve_model_dir(model))
         client = connect_from_options(url, ca_certs, insecure, opensearch_version)
-        report = setup_index(client, index, manifest, default_pipeline=default_pipeline, raise_on_failure=False)
+        report = setup_index(client, index, manifest, default_pipeline=default_pipeline, raise_on_failure=False,
+                             vectors=vectors)
     except (CIRError, ValueError) as exc:
         raise fail(exc) from exc
     if encoder_url:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import dsl
 from ..dialect import detect
+from ..dsl.vector_encoding import known_data_types
 from .hooks import Hooks
 from .prepare import prepare
 from .query import (
@@ -86,6 +87,6 @@ def run_prepared(client: Any, index: str, prepared: PreparedQuery, encoder: Any 
 
         return rerank_search(client, index, prepared, prepared.query.rerank, encoder,
                              depth=prepared.query.rerank_depth, explain=explain)
-    rendered = prepared.render(dialect=detect(client))
+    rendered = prepared.render(dialect=detect(client), vector_types=known_data_types(client, index))
     results = execute(client, index, rendered, explain=explain)
     return SearchResponse(results=results, rendered=rendered, rewrite=prepared.rewrite)

@@ -267,33 +267,40 @@ class PreparedQuery:
         return vector
 
     def render(self, strategy: str | None = None, weights: Weights | None = None, k: int | None = None,
-               *, source: bool = True, dialect: Dialect | None = None) -> RenderedQuery:
+               *, source: bool = True, dialect: Dialect | None = None,
+               vector_types: dict[str, str] | None = None) -> RenderedQuery:
         """This query as DSL for `strategy` (default: the query's own) with `weights`;
         `source=False` asks for ids and scores only (`"_source": false`, what evaluation needs);
-        `dialect`: the cluster's version rules (`dialect.detect(client)`; default: the latest)."""
+        `dialect`: the cluster's version rules (`dialect.detect(client)`; default: the latest);
+        `vector_types`: the index's `{field: data_type}` (byte / binary fields get encoded vectors)."""
         strategy = strategy or self.query.strategy
         weights = weights or self.query.weights
         if strategy == "phi_hybrid":
             weights = replace(weights, hybrid_vector="phi")
         k = int(k or self.query.k)
         candidates = max(k, weights.candidates)
+        types = vector_types or {}
+
+        def knn(field: str, vector) -> dict:
+            return dsl.knn_clause(field, vector, candidates, data_type=types.get(field, "float"))
+
         named: list[tuple[str, dict, float]] = []
         if strategy == "caption_aware":
             vector = self.vector(strategy, weights)
-            named = [("image_knn", dsl.knn_clause(IMAGE_FIELD, vector, candidates), 1 - weights.beta),
-                     ("caption_knn", dsl.knn_clause(CAPTION_VECTOR_FIELD, vector, candidates), weights.beta)]
+            named = [("image_knn", knn(IMAGE_FIELD, vector), 1 - weights.beta),
+                     ("caption_knn", knn(CAPTION_VECTOR_FIELD, vector), weights.beta)]
         elif strategy in ("bm25", "hybrid", "phi_hybrid"):
             if self.rewrite.text:
                 named.append(("caption_bm25", dsl.match_clause(CAPTION_FIELD, self.rewrite.text), weights.bm25))
             if strategy != "bm25":
                 composed = self._hybrid_vector(weights)
-                named.append(("image_knn", dsl.knn_clause(IMAGE_FIELD, composed, candidates), weights.image))
+                named.append(("image_knn", knn(IMAGE_FIELD, composed), weights.image))
                 if self.rewritten is not None:
                     caption_query = self._negated(self.rewritten, weights)
-                    named.append(("caption_knn", dsl.knn_clause(CAPTION_VECTOR_FIELD, caption_query, candidates),
+                    named.append(("caption_knn", knn(CAPTION_VECTOR_FIELD, caption_query),
                                   weights.caption))
         else:
-            named = [("image_knn", dsl.knn_clause(IMAGE_FIELD, self.vector(strategy, weights), candidates), 1.0)]
+            named = [("image_knn", knn(IMAGE_FIELD, self.vector(strategy, weights)), 1.0)]
         named = [(name, clause, weight) for name, clause, weight in named if weight > 0]
         if not named:
             raise InputError(f"strategy {strategy!r} has nothing to search with for this query")

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..dialect import Dialect, latest
+from .vector_encoding import encode_list
 
 VECTOR_FIELDS = ("image_vector", "caption_vector")
 CAPTION_FIELD = "caption"
@@ -33,17 +34,34 @@ def knn_clause(
     filter: dict | None = None,
     *,
     ef_search: int | None = None,
+    rescore: bool | float | None = None,
+    data_type: str = "float",
     dialect: Dialect | None = None,
 ) -> dict:
-    """`{"knn": {field: {"vector": [...], "k": k[, "filter"][, "method_parameters"]}}}`."""
+    """`{"knn": {field: {"vector": [...], "k": k[, "filter"][, "method_parameters"][, "rescore"]}}}`.
+
+    rescore: None (the field's default), False (none), True (k-NN's default oversample 1.0) or an
+    `oversample_factor` in [1, 100] (k-NN 2.17+). data_type: the field's (`byte` / `binary`
+    vectors go as `vector_encoding` encodes them: the same way `cir ingest` writes documents).
+    """
     if not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     params: dict[str, Any] = {"vector": _vector_list(vector), "k": int(k)}
+    if data_type != "float":
+        params["vector"] = encode_list(params["vector"], data_type)
     if filter:
         params["filter"] = filter
     if ef_search is not None:
         (dialect or latest()).require("knn_method_parameters")
         params["method_parameters"] = {"ef_search": int(ef_search)}
+    if rescore is not None:
+        (dialect or latest()).require("knn_rescore")
+        if isinstance(rescore, bool):
+            params["rescore"] = rescore
+        elif 1.0 <= float(rescore) <= 100.0:
+            params["rescore"] = {"oversample_factor": float(rescore)}
+        else:
+            raise ValueError(f"rescore oversample_factor must be in [1, 100], got {rescore}")
     return {"knn": {field: params}}
 
 

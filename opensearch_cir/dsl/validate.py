@@ -47,6 +47,7 @@ SPACE_TYPES = ("l2", "cosinesimil", "innerproduct", "hamming", "l1", "linf")
 ENGINES = ("faiss", "lucene")  # nmslib is blocked for new indices since OpenSearch 3.0
 METHODS = ("hnsw", "ivf")
 DATA_TYPES = ("float", "byte", "binary")
+COMPRESSION_LEVELS = ("1x", "2x", "4x", "8x", "16x", "32x", "64x")  # k-NN CompressionLevel
 MAX_DIMENSION = 16_000
 MAX_K = 10_000
 MAX_HYBRID_QUERIES = 5
@@ -208,10 +209,27 @@ def _check_vector_query(clause: Any, path: str, name: str) -> Iterator[str]:
             yield f"{path}.vector: must be a non-empty list of finite numbers"
         elif len(vector) > MAX_DIMENSION:
             yield f"{path}.vector: {len(vector)} dimensions, more than {MAX_DIMENSION}"
+        if "rescore" in params:
+            yield from _check_rescore(params, f"{path}.rescore")
     if name == "neural" and "query_text" not in params and "query_image" not in params:
         yield f"{path}: a neural query needs query_text and/or query_image"
     if name == "neural" and "model_id" not in params:
         yield f"{path}: a neural query needs model_id (or a default model on the index)"
+
+
+def _check_rescore(params: dict, path: str) -> Iterator[str]:
+    """k-NN KNNQueryBuilderParser / RescoreParser: a boolean or {oversample_factor in [1, 100]}, not with radial search."""
+    rescore = params["rescore"]
+    if any(key in params for key in ("min_score", "max_distance")):
+        yield f"{path}: rescore cannot be combined with min_score / max_distance"
+    if isinstance(rescore, bool):
+        return
+    if not isinstance(rescore, dict) or set(rescore) - {"oversample_factor"}:
+        yield f"{path}: must be a boolean or {{\"oversample_factor\": number}}"
+        return
+    factor = rescore.get("oversample_factor", 1.0)
+    if not (_is_number(factor) and 1.0 <= factor <= 100.0):
+        yield f"{path}.oversample_factor: must be a number in [1, 100], got {factor!r}"
 
 
 def _is_clause(value: Any, keys: tuple[str, ...]) -> bool:
@@ -331,11 +349,19 @@ def _mapping_errors(mappings: Any, path: str, settings: Any = None, check_settin
         if data_type not in DATA_TYPES:
             yield f"{sub_path}.data_type: {data_type!r} is not one of {DATA_TYPES}"
         method = node.get("method") or {}
-        space_type = node.get("space_type", method.get("space_type", "l2"))
+        space_type = node.get("space_type", method.get("space_type", "hamming" if data_type == "binary" else "l2"))
         if space_type not in SPACE_TYPES:
             yield f"{sub_path}.space_type: {space_type!r} is not one of {SPACE_TYPES}"
         if (space_type == "hamming") != (data_type == "binary"):
             yield f"{sub_path}: hamming space goes with data_type binary (and only it)"
+        if data_type == "binary" and isinstance(dimension, int) and dimension % 8:
+            yield f"{sub_path}.dimension: a binary vector's dimension must be a multiple of 8, got {dimension}"
+        if data_type != "float" and ("mode" in node or "compression_level" in node):
+            yield f"{sub_path}: mode / compression_level apply to data_type float only"
+        if node.get("mode", "in_memory") not in ("in_memory", "on_disk"):
+            yield f"{sub_path}.mode: {node.get('mode')!r} is not one of ('in_memory', 'on_disk')"
+        if node.get("compression_level", "1x") not in COMPRESSION_LEVELS:
+            yield f"{sub_path}.compression_level: {node.get('compression_level')!r} is not one of {COMPRESSION_LEVELS}"
         if method:
             if method.get("name") not in METHODS:
                 yield f"{sub_path}.method.name: {method.get('name')!r} is not one of {METHODS}"

@@ -109,6 +109,15 @@ def _mappings(body: dict, dialect: Dialect) -> Iterator[str]:
     for path, node in _nodes(root.get("mappings") if isinstance(root, dict) else None, "$.mappings"):
         if node.get("type") == "knn_vector" and "space_type" in node:
             yield from _lacks(dialect, "knn_top_level_space_type", f"{path}.space_type")
+        if node.get("type") == "knn_vector":
+            data_type = node.get("data_type")
+            if data_type in ("byte", "binary"):
+                yield from _lacks(dialect, f"knn_{data_type}_vector", f"{path}.data_type")
+            if data_type == "binary" and (node.get("method") or {}).get("engine") == "lucene":
+                yield from _lacks(dialect, "knn_binary_lucene", f"{path}.method.engine")
+            for key in ("mode", "compression_level"):
+                if key in node:
+                    yield from _lacks(dialect, "knn_disk_mode", f"{path}.{key}")
         method = node.get("method") if node.get("type") == "knn_vector" else None
         if isinstance(method, dict) and method.get("engine") == "nmslib" and dialect.supports("nmslib_blocked"):
             yield f"{path}.method.engine: nmslib cannot be used for new indices since OpenSearch 3.0"

@@ -24,6 +24,7 @@ from typing import IO, Any, Iterable
 import numpy as np
 
 from ..admin import status_of
+from ..dsl.vector_encoding import encode_list, index_data_types
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes
 from ..errors import CIRError, ImageDecodeError, ImageTooLargeError, IngestInterruptedError, InputError
 from .records import Record, document_id, is_remote, printable
@@ -172,6 +173,7 @@ class Ingestor:
         self._errors = ErrorLog(errors)
         self._retrier = Retrier(max_retries=max_retries, backoff=retry_backoff)
         self._writer = BulkWriter(client, index, self._retrier)
+        self._vector_types = index_data_types(client, index)  # byte / binary fields take encoded vectors
         self._preprocess = ImagePreprocessor(encoder.manifest.image)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
         self._write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cir-write")
@@ -423,7 +425,7 @@ class Ingestor:
     def _source(self, item: _Prepared, image_vector: np.ndarray, caption_vector: np.ndarray | None) -> dict:
         record = item.record
         source: dict[str, Any] = {
-            "image_vector": [float(v) for v in image_vector],
+            "image_vector": encode_list(image_vector, self._vector_types.get("image_vector", "float")),
             "content_hash": item.content_hash,
             "model_id": self.encoder.model_id,
         }
@@ -432,7 +434,7 @@ class Ingestor:
         if record.captions:
             source["caption"] = record.captions[0] if len(record.captions) == 1 else list(record.captions)
         if caption_vector is not None:
-            source["caption_vector"] = [float(v) for v in caption_vector]
+            source["caption_vector"] = encode_list(caption_vector, self._vector_types.get("caption_vector", "float"))
         if record.metadata:
             source["metadata"] = {key: _keyword_value(value) for key, value in record.metadata.items()}
         return source

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...dsl.vector_encoding import known_data_types
 from ..execute import _add_sub_scores, execute
 from ..query import PreparedQuery, RenderedQuery, SearchResponse, SearchResult
 from . import DEFAULT_DEPTH, apply_chain, parse_rerankers
@@ -28,7 +29,8 @@ def first_stage(client: Any, index: str, prepared: PreparedQuery, *, depth: int 
                 source: bool = True, strategy: str | None = None, weights: Any = None) -> tuple[RenderedQuery, list[Candidate]]:
     """The strategy's search at depth max(K, k) with the candidates' vectors in the same response;
     `source=False` asks for the two vector fields only."""
-    rendered = prepared.render(strategy, weights, k=max(depth, prepared.query.k))
+    rendered = prepared.render(strategy, weights, k=max(depth, prepared.query.k),
+                               vector_types=known_data_types(client, index))
     # the usual body leaves the vectors out of `_source`; the rerankers need them
     rendered.body["_source"] = True if source else {"includes": list(VECTOR_FIELDS)}
     hits = execute(client, index, rendered, vectors=True)

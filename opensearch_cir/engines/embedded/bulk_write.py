@@ -17,6 +17,7 @@ import uuid
 import numpy as np
 
 from ...errors import EngineError
+from . import data_types
 from .documents import flatten_source, normalise, pop_path
 from .persist import dumps_compact
 from .requests import id_problem, item_error, printable, shards
@@ -165,53 +166,55 @@ class SourceChecker:
 
 
 def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, EngineError]]:
-    """([len(values), dim] float32 rows, zeros where a source has no vector; {source: error})."""
+    """([len(values), width] float32 rows, zeros where a source has no vector; {source: error}).
+    Float vectors of the right shape are checked as one block; anything else (and byte / binary
+    fields) value by value with `data_types.parse`, which gives k-NN's message for each."""
     present = [i for i, value in enumerate(values) if value is not None]
     errors: dict[int, EngineError] = {}
     if not present:
-        return np.zeros((len(values), field.dim), dtype=np.float32), errors
-    mismatch = EngineError(f"Vector dimension mismatch for field [{path}]: expected {field.dim} finite numbers", 400, "mapper_parsing_exception")
+        return np.zeros((len(values), field.width), dtype=np.float32), errors
     given = [values[i] for i in present]
     shape = (field.dim,)
-    try:
-        if all(type(value) is np.ndarray and value.shape == shape for value in given):
-            block = np.concatenate(given).reshape(len(given), field.dim).astype(np.float32, copy=False)
-            regular = True
-        else:
-            block = np.asarray(given, dtype=np.float32)
-            regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, tuple, np.ndarray)) for value in given)
-    except (TypeError, ValueError):
-        regular = False
-    if not regular:  # some value is not a vector of the field's dimension: find which, one by one
-        block = np.zeros((len(present), field.dim), dtype=np.float32)
-        for j, i in enumerate(present):
-            vector = one_vector(values[i], field.dim)
-            if vector is None:
-                errors[i] = mismatch
+    regular = False
+    if field.data_type == "float":
+        try:
+            if all(type(value) is np.ndarray and value.shape == shape for value in given):
+                block = np.concatenate(given).reshape(len(given), field.dim).astype(np.float32, copy=False)
+                regular = True
             else:
-                block[j] = vector
-    bad = ~np.isfinite(block).all(axis=1)
-    for j in np.flatnonzero(bad):
-        errors[present[j]] = mismatch
+                block = np.asarray(given, dtype=np.float32)
+                regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, np.ndarray)) for value in given)
+        except (TypeError, ValueError):
+            pass
+        if regular:
+            for j in np.flatnonzero(~np.isfinite(block).all(axis=1)):
+                block[j] = 0.0
+                errors[present[j]] = _parse_error(given[j], field, path)
+    if not regular:
+        block = np.zeros((len(present), field.width), dtype=np.float32)
+        for j, value in enumerate(given):
+            try:
+                block[j] = data_types.parse(value.tolist() if isinstance(value, np.ndarray) else value, field.data_type, field.dim)
+            except EngineError as exc:
+                errors[present[j]] = exc
     if field.space == "cosinesimil" and field.spec.params.get("method", {}).get("engine") == "lucene":
         zero = EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "mapper_parsing_exception")
-        for j in np.flatnonzero(~block.any(axis=1) & ~bad):
+        for j in np.flatnonzero(~block.any(axis=1)):
             errors.setdefault(present[j], zero)
     if len(present) == len(values):
         return block, errors
-    rows = np.zeros((len(values), field.dim), dtype=np.float32)
+    rows = np.zeros((len(values), field.width), dtype=np.float32)
     rows[present] = block
     return rows, errors
 
 
-def one_vector(value, dim: int) -> np.ndarray | None:
-    if not isinstance(value, (list, tuple, np.ndarray)):
-        return None
+def _parse_error(value, field, path: str) -> EngineError:
+    """k-NN's message for a float vector the block check refused (NaN or infinity)."""
     try:
-        vector = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        return None
-    return vector if vector.shape == (dim,) else None
+        data_types.parse(value.tolist() if isinstance(value, np.ndarray) else value, field.data_type, field.dim)
+    except EngineError as exc:
+        return exc
+    return EngineError(f"[{path}]: KNN vector values must be finite", 400, "mapper_parsing_exception")
 
 
 def map_dynamic(mapping, node: dict, prefix: str) -> None:

@@ -22,6 +22,7 @@ LEAF_TYPES = NUMERIC_TYPES | {"keyword", "text", "boolean", "knn_vector", "date"
 # Types whose values live in the numeric column (dates as epoch milliseconds).
 COLUMN_NUMBER_TYPES = NUMERIC_TYPES | {"date"}
 KNN_SPACE_TYPES = {"l2", "cosinesimil", "innerproduct", "hamming"}
+KNN_DATA_TYPES = ("binary", "byte", "float")  # k-NN VectorDataType (SUPPORTED_VECTOR_DATA_TYPES order)
 MAX_KNN_DIMENSION = 16_000
 
 
@@ -100,8 +101,14 @@ class FieldSpec:
         return int(self.params["dimension"])
 
     @property
+    def data_type(self) -> str:
+        return self.params.get("data_type", "float")
+
+    @property
     def space_type(self) -> str:
-        return self.params.get("space_type") or self.params.get("method", {}).get("space_type") or "l2"
+        """The mapped space type, else k-NN's default for the data type (SpaceType.DEFAULT / DEFAULT_BINARY)."""
+        mapped = self.params.get("space_type") or self.params.get("method", {}).get("space_type")
+        return mapped or ("hamming" if self.data_type == "binary" else "l2")
 
 
 class Mapping:
@@ -148,17 +155,29 @@ class Mapping:
             self.multi_fields.setdefault(path, []).append(f"{path}.{sub}")
 
     def _check_knn(self, path: str, params: dict) -> None:
+        """k-NN's mapping checks with its messages (KNNVectorFieldMapper, VectorDataType, SpaceType,
+        AbstractKNNLibrary at 2.19.0.0 / 3.3.0.0)."""
         dim = params.get("dimension")
         if isinstance(dim, str) and dim.strip().isdigit():  # OpenSearch parses "4" as 4
             dim = params["dimension"] = int(dim)
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_KNN_DIMENSION:
             raise EngineError(f"[{path}] knn_vector dimension must be 1..{MAX_KNN_DIMENSION}", 400, "mapper_parsing_exception")
-        space = params.get("space_type") or params.get("method", {}).get("space_type") or "l2"
+        data_type = params.get("data_type", "float")
+        if data_type not in KNN_DATA_TYPES:
+            raise EngineError("Invalid value provided for [data_type] field. Supported values are "
+                              f"[{','.join(KNN_DATA_TYPES)}]", 400, "mapper_parsing_exception")
+        mapped_space = params.get("space_type") or params.get("method", {}).get("space_type")
+        space = mapped_space or ("hamming" if data_type == "binary" else "l2")
         if space not in KNN_SPACE_TYPES:
             raise EngineError(f"[{path}] unknown space_type [{space}]", 400, "mapper_parsing_exception")
-        data_type = params.get("data_type", "float")
-        if data_type != "float":
-            raise UnsupportedQueryError(f"knn_vector data_type {data_type!r} on [{path}] is not supported by the embedded engine")
+        if (space == "hamming") != (data_type == "binary"):
+            raise EngineError(f"Space type [{space}] is not supported with [{data_type}] data type", 400, "mapper_parsing_exception")
+        if data_type == "binary" and dim % 8:
+            raise EngineError("Validation Failed: 1: Dimension should be multiply of 8 for binary vector data type;",
+                              400, "validation_exception")
+        if data_type != "float" and ("mode" in params or "compression_level" in params):
+            raise EngineError(f"Compression and mode cannot be used for non-float32 data type for field {path}",
+                              400, "mapper_parsing_exception")
         if params.get("mode", "in_memory") not in ("in_memory", "on_disk"):
             raise EngineError(f"[{path}] unknown knn_vector mode [{params['mode']}]", 400, "mapper_parsing_exception")
         if params.get("compression_level", "1x") not in COMPRESSION_LEVELS:

@@ -15,30 +15,49 @@ the full-precision vectors read from disk. The levels and their codes (k-NN `Com
 
 Binary codes (8x–32x) are compared by Hamming distance: with thresholds per dimension the bits
 are a thermometer code, so Hamming distance is the L1 distance between quantization levels.
-Codes are first-pass scores only; `rescore` re-ranks `first_pass_k` candidates exactly.
+Codes are first-pass scores only; rescoring re-ranks `first_pass_size` candidates exactly.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
 LEVELS = {"1x": 32, "2x": 16, "4x": 8, "8x": 4, "16x": 2, "32x": 1}  # bits per dimension
-OVERSAMPLE = {"4x": 1.0, "8x": 2.0, "16x": 3.0, "32x": 3.0}  # k-NN CompressionLevel defaults
-MIN_FIRST_PASS = 100  # k-NN RescoreContext.MIN_FIRST_PASS_RESULTS
+# k-NN CompressionLevel's default oversample factors in `mode: on_disk` (4x since 3.1.0)
+DEFAULT_OVERSAMPLE = {"4x": 1.0, "8x": 2.0, "16x": 3.0, "32x": 3.0}
+DIMENSION_THRESHOLD = 1000  # RescoreContext.DIMENSION_THRESHOLD: at or below it, 8x-32x oversample 5.0
+OVERSAMPLE_BELOW_THRESHOLD = 5.0
+MIN_FIRST_PASS = 100  # RescoreContext.MIN_FIRST_PASS_RESULTS
+MAX_FIRST_PASS = 10_000  # RescoreContext.MAX_FIRST_PASS_RESULTS
+MIN_OVERSAMPLE, MAX_OVERSAMPLE = 1.0, 100.0  # RescoreContext.MIN/MAX_OVERSAMPLE_FACTOR (2.19+)
 TRAINING_SAMPLE = 100_000
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def first_pass_k(k: int, level: str, dimension: int) -> int:
-    """Candidates to rescore (k-NN `RescoreContext.getFirstPassK` with the level's default factor,
-    replaced by the dimension-based factor: 1.0 from 1000-d, 2.0 from 768-d, else 3.0)."""
-    if level not in OVERSAMPLE:
-        return k
-    factor = 1.0 if dimension >= 1000 else 2.0 if dimension >= 768 else 3.0
-    return max(MIN_FIRST_PASS, math.ceil(k * factor))
+def default_oversample(level: str, mode: str, dimension: int) -> float | None:
+    """The field's own rescoring when the query has no `rescore` (k-NN 3.3
+    `CompressionLevel.getDefaultRescoreContext`): None (no rescoring) unless `mode: on_disk`
+    with 4x-32x; 4x keeps 1.0, 8x-32x take 5.0 up to 1000-d, their level default above."""
+    if mode != "on_disk" or level not in DEFAULT_OVERSAMPLE:
+        return None
+    if level != "4x" and dimension <= DIMENSION_THRESHOLD:
+        return OVERSAMPLE_BELOW_THRESHOLD
+    return DEFAULT_OVERSAMPLE[level]
+
+
+def first_pass_size(k: int, oversample: float, dimension: int, *, user_provided: bool,
+                    shard_level_rescoring_disabled: bool = False) -> int:
+    """Candidates the first pass keeps (k-NN `RescoreContext.getFirstPassK`): k x factor within
+    [100, 10000]; a default factor becomes 1/2/3 by dimension (>= 1000, >= 768, below) when
+    `index.knn.disk.vector.shard_level_rescoring_disabled` is true."""
+    if shard_level_rescoring_disabled and not user_provided:
+        oversample = 1.0 if dimension >= 1000 else 2.0 if dimension >= 768 else 3.0
+    return min(MAX_FIRST_PASS, max(MIN_FIRST_PASS, math.ceil(k * oversample)))
 
 
 def bytes_per_vector(level: str, dimension: int) -> int:
@@ -71,6 +90,25 @@ class Codebook:
             coefficients = [0.0] if bits == 1 else [-1 + 2 * (i + 1) / (bits + 1) for i in range(bits)]
             return cls(level, {"thresholds": np.stack([mean + c * std for c in coefficients]).astype(np.float32)})
         return cls(level, {})
+
+    def save(self, path: Path) -> "Codebook":
+        """Write the codebook once (the first writer wins, as persisted codes depend on it) and
+        return the one on disk."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **self.params)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return Codebook.load(self.level, path)
+
+    @classmethod
+    def load(cls, level: str, path: Path) -> "Codebook":
+        with np.load(path) as saved:
+            return cls(level, {key: saved[key] for key in saved.files})
 
     def encode(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.float32)

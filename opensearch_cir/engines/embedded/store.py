@@ -4,7 +4,8 @@
     manifest.json    the refresh point: generation, log bytes and ordinals that readers see
     docs.log         append-only batches: a header line (size, count, crc32), then JSON lines of
                      index / delete records (sources without vectors)
-    vectors/*.f32    append-only float32 rows per knn_vector field (row = document ordinal)
+    vectors/*.f32    append-only rows per knn_vector field (row = document ordinal; .i8 / .bits for
+                     byte / binary fields)
     text/            tantivy index of the text fields (+ `_ord`)
     snapshot.npz     derived, optional: the in-memory state at some refresh (no pickle), so that
                      opening a large index replays only the log written since
