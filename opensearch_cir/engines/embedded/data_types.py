@@ -29,7 +29,10 @@ def width(data_type: str, dimension: int) -> int:
 
 def parse(value, data_type: str, dimension: int, status_type: str = "mapper_parsing_exception") -> np.ndarray:
     """A JSON vector checked like k-NN does for `data_type`, as float32 (exact for byte values)."""
-    vector = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
+    try:
+        vector = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
+    except (TypeError, ValueError):  # strings, nested or ragged lists
+        vector = None
     if vector is None or vector.ndim != 1:
         raise EngineError("KNN vector must be an array of numbers", 400, status_type)
     given = len(vector) * 8 if data_type == "binary" else len(vector)

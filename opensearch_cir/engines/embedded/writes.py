@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ...errors import EngineError
+from . import data_types
 from .documents import flatten_source
 from .persist import atomic_write_json, frame_batch, read_json, read_records, scan_batches
 
@@ -159,7 +160,7 @@ class Writes:
         batch whose rows did not reach the disk is torn); returns once it is acknowledged.
         `states` are the ids' new (ordinal, version)."""
         fields = sorted(self.vector_fields.items()) if added else []
-        blocks = [np.ascontiguousarray(rows[path], dtype=np.float32) for path, _ in fields]
+        blocks = [data_types.to_storage(rows[path], field.data_type) for path, field in fields]  # the bytes written
         crc = 0
         for block in blocks:
             crc = zlib.crc32(block, crc)
@@ -206,10 +207,10 @@ class Writes:
         if count == 0:
             return crc
         for _, field in sorted(self.vector_fields.items()):
-            size = count * field.dim * 4
+            size = count * field.row_bytes
             try:
                 with open(field.path, "rb") as f:
-                    f.seek(first * field.dim * 4)
+                    f.seek(first * field.row_bytes)
                     data = f.read(size)
             except FileNotFoundError:
                 return -1
