@@ -1,0 +1,105 @@
+"""The ingestion stages (issue 14): captions encoded per write group in the writer thread, images
+per batch in the calling thread, one refused image failing alone, and the spec check of the run's
+first document only. Vectors do not depend on how records are grouped."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from opensearch_cir.engines.embedded import EmbeddedClient
+from opensearch_cir.ingest import Ingestor, Record, writer
+
+INDEX = "cir-stages"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from opensearch_cir.encoders import load_encoder
+    from opensearch_cir.encoders.tiny import build_tiny_model
+
+    return load_encoder(build_tiny_model(tmp_path_factory.mktemp("tiny")), threads=2, device="cpu")
+
+
+def png(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 18), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def records(count: int) -> list[Record]:
+    return [Record(png((i * 20, 40, 90)), captions=[f"square {i}", f"a {i} coloured square", "a square"],
+                   uri=f"mem://{i}") for i in range(count)]
+
+
+class Recording:
+    """Wraps an encoder; records each encode_texts call's size and thread."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls: list[tuple[int, str]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_texts(self, texts):
+        self.calls.append((len(texts), threading.current_thread().name))
+        return self.inner.encode_texts(texts)
+
+
+def ingest_vectors(client_dir, encoder, **options) -> dict[str, tuple[list, list]]:
+    client = EmbeddedClient(client_dir)
+    with Ingestor(client, INDEX, encoder, **options) as ingestor:
+        ingestor.add_many(records(10))
+    assert ingestor.report.indexed == 10
+    hits = client.search(index=INDEX, body={"size": 20, "query": {"match_all": {}}})["hits"]["hits"]
+    client.close()
+    return {hit["_source"]["image_uri"]: (hit["_source"]["image_vector"], hit["_source"]["caption_vector"]) for hit in hits}
+
+
+def test_captions_are_encoded_per_write_group_in_the_writer_thread(tmp_path, encoder):
+    recording = Recording(encoder)
+    ingest_vectors(tmp_path / "e", recording, batch_size=2, write_batch_size=6)
+    assert [size for size, _ in recording.calls] == [18, 12]  # 6 + 4 records, 3 captions each
+    assert all(thread.startswith("cir-write") for _, thread in recording.calls)
+
+
+def test_vectors_do_not_depend_on_the_grouping(tmp_path, encoder):
+    grouped = ingest_vectors(tmp_path / "a", encoder, batch_size=4, write_batch_size=8)
+    alone = ingest_vectors(tmp_path / "b", encoder, batch_size=1, write_batch_size=1)
+    assert grouped.keys() == alone.keys()
+    for uri, (image_vector, caption_vector) in grouped.items():  # the tiny model is fp32
+        np.testing.assert_allclose(image_vector, alone[uri][0], atol=1e-5)
+        np.testing.assert_allclose(caption_vector, alone[uri][1], atol=1e-5)
+
+
+def test_an_image_the_encoder_refuses_fails_alone(tmp_path, encoder, monkeypatch):
+    from opensearch_cir.encoders.preprocess import load_image
+
+    original = encoder.encode_pixels
+    black = encoder.preprocess(load_image(png((0, 0, 0))))
+
+    def refuses_black(pixels):
+        if any(np.array_equal(image, black) for image in pixels):
+            raise ValueError("the image graph refused a black image")
+        return original(pixels)
+
+    monkeypatch.setattr(encoder, "encode_pixels", refuses_black)
+    batch = records(5) + [Record(png((0, 0, 0)), captions=["black"], source="#black")]
+    client = EmbeddedClient(tmp_path / "e")
+    with Ingestor(client, INDEX, encoder, batch_size=6) as ingestor:
+        ingestor.add_many(batch)
+    assert (ingestor.report.indexed, ingestor.report.failed) == (5, 1)
+    [failure] = ingestor.report.failures
+    assert (failure.source, failure.stage, failure.error) == ("#black", "encode", "ValueError")
+
+
+def test_only_the_runs_first_document_is_checked_against_the_spec(tmp_path, encoder, monkeypatch):
+    checked = []
+    monkeypatch.setattr(writer, "validate_request", lambda kind, body: checked.append((kind, len(body))))
+    ingest_vectors(tmp_path / "e", encoder, batch_size=2, write_batch_size=4)
+    assert checked == [("bulk", 2)]  # one action + one source, once per run (3 bulks were sent)
