@@ -1,11 +1,13 @@
-"""The ingestion stages (issue 14): captions encoded per write group in the writer thread, images
-per batch in the calling thread, one refused image failing alone, and the spec check of the run's
-first document only. Vectors do not depend on how records are grouped."""
+"""The ingestion stages (issue 14): captions encoded per write group in the writer thread, groups
+that grow up to write_batch_size while the writer is busy (and go at once when it is free), one
+refused image failing alone, the spec check of the run's first document only. Vectors do not
+depend on how records are grouped."""
 
 from __future__ import annotations
 
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -51,26 +53,50 @@ class Recording:
         return self.inner.encode_texts(texts)
 
 
-def ingest_vectors(client_dir, encoder, **options) -> dict[str, tuple[list, list]]:
-    client = EmbeddedClient(client_dir)
+class SlowFirstBulk:
+    """The embedded engine, its first bulk held for `delay` seconds; records each bulk's size."""
+
+    def __init__(self, engine, delay: float = 1.0):
+        self.engine, self.delay, self.bulk_sizes = engine, delay, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def bulk(self, body, **kwargs):
+        if not self.bulk_sizes:
+            time.sleep(self.delay)
+        self.bulk_sizes.append(len(body) // 2)
+        return self.engine.bulk(body=body, **kwargs)
+
+
+def ingest_vectors(client, encoder, **options) -> dict[str, tuple[list, list]]:
     with Ingestor(client, INDEX, encoder, **options) as ingestor:
         ingestor.add_many(records(10))
     assert ingestor.report.indexed == 10
     hits = client.search(index=INDEX, body={"size": 20, "query": {"match_all": {}}})["hits"]["hits"]
-    client.close()
     return {hit["_source"]["image_uri"]: (hit["_source"]["image_vector"], hit["_source"]["caption_vector"]) for hit in hits}
 
 
-def test_captions_are_encoded_per_write_group_in_the_writer_thread(tmp_path, encoder):
+def test_groups_grow_to_write_batch_size_while_the_writer_is_busy(tmp_path, encoder):
+    client = SlowFirstBulk(EmbeddedClient(tmp_path / "e"))
     recording = Recording(encoder)
-    ingest_vectors(tmp_path / "e", recording, batch_size=2, write_batch_size=6)
-    assert [size for size, _ in recording.calls] == [18, 12]  # 6 + 4 records, 3 captions each
+    ingest_vectors(client, recording, batch_size=2, write_batch_size=6)
+    sizes = client.bulk_sizes
+    assert sum(sizes) == 10 and max(sizes) == 6 and sizes[0] == 2  # the idle writer took the first batch at once
+    # each group's captions (3 per record) are encoded in one call, in the writer thread
+    assert [size for size, _ in recording.calls] == [3 * size for size in sizes]
     assert all(thread.startswith("cir-write") for _, thread in recording.calls)
 
 
+def test_a_free_writer_takes_each_batch_at_once(tmp_path, encoder):
+    client = SlowFirstBulk(EmbeddedClient(tmp_path / "e"), delay=0)
+    ingest_vectors(client, encoder, batch_size=2, write_batch_size=6)
+    assert sum(client.bulk_sizes) == 10 and max(client.bulk_sizes) <= 6
+
+
 def test_vectors_do_not_depend_on_the_grouping(tmp_path, encoder):
-    grouped = ingest_vectors(tmp_path / "a", encoder, batch_size=4, write_batch_size=8)
-    alone = ingest_vectors(tmp_path / "b", encoder, batch_size=1, write_batch_size=1)
+    grouped = ingest_vectors(SlowFirstBulk(EmbeddedClient(tmp_path / "a")), encoder, batch_size=4, write_batch_size=8)
+    alone = ingest_vectors(EmbeddedClient(tmp_path / "b"), encoder, batch_size=1, write_batch_size=1)
     assert grouped.keys() == alone.keys()
     for uri, (image_vector, caption_vector) in grouped.items():  # the tiny model is fp32
         np.testing.assert_allclose(image_vector, alone[uri][0], atol=1e-5)
@@ -101,5 +127,5 @@ def test_an_image_the_encoder_refuses_fails_alone(tmp_path, encoder, monkeypatch
 def test_only_the_runs_first_document_is_checked_against_the_spec(tmp_path, encoder, monkeypatch):
     checked = []
     monkeypatch.setattr(writer, "validate_request", lambda kind, body: checked.append((kind, len(body))))
-    ingest_vectors(tmp_path / "e", encoder, batch_size=2, write_batch_size=4)
+    ingest_vectors(EmbeddedClient(tmp_path / "e"), encoder, batch_size=2, write_batch_size=4)
     assert checked == [("bulk", 2)]  # one action + one source, once per run (3 bulks were sent)

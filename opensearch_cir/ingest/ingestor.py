@@ -4,9 +4,12 @@
    `resume`, are dropped right after hashing, before any decoding;
 2. decode + preprocess (the same pool), while the main thread encodes the previous batch;
 3. encode images, `batch_size` at a time (main thread);
-4. encode captions and write (`documents`, `writer`, one writer thread): every `write_batch_size`
-   encoded images become one group whose captions are encoded in one call and whose documents go
-   in one bulk, while the main thread encodes the next images (one group in flight).
+4. encode captions and write (`documents`, `writer`, one writer thread): the images encoded
+   since the writer's last group (at most `write_batch_size`) become one group whose captions are
+   encoded in one call and whose documents go in one bulk, while the main thread encodes the next
+   images. The writer takes a group as soon as it is free, so it never idles while images wait and
+   the run ends with a small last group; when it is busy, groups grow up to `write_batch_size`
+   and the main thread then waits for it (one group in flight).
 
 Each stage's seconds are in `report.timings`. Document ids are the sha256 of the image bytes, so
 re-ingesting an image updates its document instead of adding a copy.
@@ -66,9 +69,9 @@ class Ingestor:
     indexed, skipped (already indexed with `resume`, or a duplicate within the run) or failed,
     and each failure is written to `errors` (a JSONL path or text stream) with its reason.
 
-    batch_size: images per image-encoder call. write_batch_size: documents per bulk request (a
-    bulk's fixed cost, e.g. the embedded engine's commit, is paid once per this many), and records
-    whose captions are encoded in one text-encoder call. workers: read and decode threads.
+    batch_size: images per image-encoder call. write_batch_size: the most documents per bulk
+    request, and records whose captions are encoded in one text-encoder call (bulks are this
+    large when the writer is the slower stage). workers: read and decode threads.
     resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
     images. progress: show a tqdm bar (`total` sets its length). max_file_bytes: files (and remote
     images) larger than this fail without being read. One bad record never fails its batch: a
@@ -251,7 +254,8 @@ class Ingestor:
         batch: list[_Prepared] = self._collect(self._decoding, self.batch_size)
         if batch:
             self._unwritten.extend(self._encode_each_if_needed(batch))
-            if len(self._unwritten) >= self.write_batch_size:
+            writer_free = self._in_flight is None or self._in_flight.done()
+            if len(self._unwritten) >= self.write_batch_size or (writer_free and self._unwritten):
                 self._write(wait=False)
         self._update_progress()
 
