@@ -82,16 +82,17 @@ def test_groups_grow_to_write_batch_size_while_the_writer_is_busy(tmp_path, enco
     recording = Recording(encoder)
     ingest_vectors(client, recording, batch_size=2, write_batch_size=6)
     sizes = client.bulk_sizes
-    assert sum(sizes) == 10 and max(sizes) == 6 and sizes[0] == 2  # the idle writer took the first batch at once
+    assert sum(sizes) == 10 and max(sizes) == 6 and sizes[0] == 2  # the free writer took the first batch (6 // 4 < 2)
     # each group's captions (3 per record) are encoded in one call, in the writer thread
     assert [size for size, _ in recording.calls] == [3 * size for size in sizes]
     assert all(thread.startswith("cir-write") for _, thread in recording.calls)
 
 
-def test_a_free_writer_takes_each_batch_at_once(tmp_path, encoder):
+def test_a_free_writer_takes_a_quarter_of_a_write_batch_at_once(tmp_path, encoder):
     client = SlowFirstBulk(EmbeddedClient(tmp_path / "e"), delay=0)
-    ingest_vectors(client, encoder, batch_size=2, write_batch_size=6)
-    assert sum(client.bulk_sizes) == 10 and max(client.bulk_sizes) <= 6
+    ingest_vectors(client, encoder, batch_size=2, write_batch_size=16)
+    assert sum(client.bulk_sizes) == 10 and client.bulk_sizes[0] == 4  # 16 // 4, two batches of 2
+    assert all(size <= 16 for size in client.bulk_sizes)
 
 
 def test_vectors_do_not_depend_on_the_grouping(tmp_path, encoder):
