@@ -1,14 +1,24 @@
-"""Ingestion with captions (and images alone), old code against new in one run.
+"""Ingestion with captions (and images alone), old code against new in one run, with its ceilings.
 
-    python benchmarks/ingest.py [--images 1000] [--rounds 2] [--baseline a9ffe89]
+    nice -n 5 python benchmarks/ingest.py [--images 1000] [--rounds 2] [--baseline a9ffe89]
 
 Ingests the first N Flickr8k train images, each with its 5 captions, into a fresh embedded index,
 alternating a pristine copy of the baseline commit and this tree (each run in its own process, the
-same data, the default model). Also times images alone, and pure image encoding (decode +
-preprocess done beforehand, `encode_pixels` only) as the ceiling. Quality check: the caption
-vectors the two code paths indexed for the same documents are compared by cosine. Besides images
-per wall second it reports images per CPU second of the ingesting process (all its threads): on a
-machine shared with other jobs the wall-clock ratio swings with their load, the CPU-time ratio less.
+same data, the default model, the model loaded and warmed before the clock starts). Reports images
+per wall second and images per CPU second of the ingesting process (all its threads): on a machine
+shared with other jobs the wall-clock ratio swings with their load, the CPU-time ratio much less.
+
+Ceilings, measured with this tree in the same run:
+- pure image encoding: `encode_pixels` on pixels decoded and preprocessed beforehand;
+- pure encoding from JPEG bytes: `encode_images` on the same images, 32 at a time (what the
+  encoder alone does with the files: decode, preprocess and encode, no hashing, no writing);
+- the CPU bound: the CPU seconds per image of each stage measured alone (decode + preprocess,
+  image encoding, caption encoding, the engine's bulk per document), and the images/s that all
+  the cores would reach if nothing else ran and the stages overlapped perfectly.
+
+Quality check: the caption vectors the old and the new path indexed for the same documents are
+compared by cosine, and 500 Flickr8k dev captions are searched against each set (exact inner
+product, top 10): the mean overlap of the two top-10 lists says how much rankings moved.
 """
 
 from __future__ import annotations
@@ -28,16 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import DEFAULT_BASELINE, REPO, baseline_tree  # noqa: E402
 from corpus import data_root  # noqa: E402
 
-RUN = """
-import json, resource, sys, time
+LOAD = """
+import sys
 from pathlib import Path
-import numpy as np
 from opensearch_cir.datasets.flickr8k import Flickr8k
 from opensearch_cir.encoders import load_encoder
-from opensearch_cir.engines.embedded import EmbeddedClient
-from opensearch_cir.ingest import Ingestor, Record
-
-data, out, n, captions = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+data, n = Path(sys.argv[1]), int(sys.argv[2])
 flickr = Flickr8k(data / "flickr8k", "train")
 items = []
 for name, blob in flickr.iter_images():
@@ -45,8 +51,15 @@ for name, blob in flickr.iter_images():
     if len(items) >= n:
         break
 encoder = load_encoder(None)
+encoder.encode_texts(["warm up", "a second text"]); encoder.encode_images([items[0][1]])
+"""
+
+RUN = LOAD + """
+import json, resource, time
+from opensearch_cir.engines.embedded import EmbeddedClient
+from opensearch_cir.ingest import Ingestor, Record
+out, captions = Path(sys.argv[3]), sys.argv[4] == "1"
 client = EmbeddedClient(out)
-encoder.encode_texts(["warm up"]); encoder.encode_images([items[0][1]])
 usage = resource.getrusage(resource.RUSAGE_SELF)
 started = time.perf_counter()
 with Ingestor(client, "cir-ingest", encoder) as ingestor:
@@ -58,27 +71,44 @@ cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
 print(json.dumps({"wall": wall, "cpu": cpu, "indexed": ingestor.report.indexed, "timings": ingestor.report.timings}))
 """
 
-PURE = """
-import json, sys, time
-from pathlib import Path
+CEILINGS = LOAD + """
+import json, tempfile, time
 import numpy as np
-from opensearch_cir.datasets.flickr8k import Flickr8k
-from opensearch_cir.encoders import load_encoder
 from opensearch_cir.encoders.preprocess import load_image
-data, n = Path(sys.argv[1]), int(sys.argv[2])
-encoder = load_encoder(None)
-pixels = []
-for name, blob in Flickr8k(data / "flickr8k", "train").iter_images():
-    pixels.append(encoder.preprocess(load_image(blob)))
-    if len(pixels) >= n:
-        break
-pixels = np.stack(pixels)
-encoder.encode_pixels(pixels[:32])
-started = time.perf_counter()
-for start in range(0, n, 32):
-    encoder.encode_pixels(pixels[start:start + 32])
-print(json.dumps({"wall": time.perf_counter() - started}))
+from opensearch_cir.engines.embedded import EmbeddedClient
+from opensearch_cir.ingest.documents import DocumentBuilder, EncodedImage
+from opensearch_cir.ingest.records import Record, document_id
+from opensearch_cir.ingest.writer import BulkWriter, Document
+from contextlib import nullcontext
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+blobs = [blob for _, blob in items]
+_, decode_cpu, pixels = timed(lambda: np.stack([encoder.preprocess(load_image(b)) for b in blobs]))
+pixels_wall, pixels_cpu, vectors = timed(lambda: [encoder.encode_pixels(pixels[s:s + 32]) for s in range(0, n, 32)])
+bytes_wall, _, _ = timed(lambda: [encoder.encode_images(blobs[s:s + 32]) for s in range(0, n, 32)])
+captions = [c for name, _ in items for c in flickr.captions[name]]
+_, text_cpu, _ = timed(lambda: [encoder.encode_texts(captions[s:s + 1280]) for s in range(0, len(captions), 1280)])
+vectors = np.concatenate(vectors)
+builder = DocumentBuilder(encoder, lambda stage: nullcontext())
+bulk_cpu = {}
+for with_captions in (False, True):  # the writer thread's work: sources built, bulks of 256 written
+    def write():
+        writer = BulkWriter(EmbeddedClient(tempfile.mkdtemp()), "cir-ingest", validate_first=False)
+        documents = []
+        for (name, blob), vector in zip(items, vectors):
+            item = EncodedImage(Record(blob, captions=flickr.captions[name] if with_captions else [], uri=name), document_id(blob), vector)
+            documents.append(Document(item.content_hash, builder.source(item, vector if with_captions else None), name))
+        return [writer.write(documents[s:s + 256]) for s in range(0, n, 256)]
+    bulk_cpu[with_captions] = timed(write)[1]
+print(json.dumps({"pixels_wall": pixels_wall, "bytes_wall": bytes_wall, "decode_cpu": decode_cpu, "encode_cpu": pixels_cpu,
+                  "text_cpu": text_cpu, "bulk_cpu": bulk_cpu[False], "bulk_captions_cpu": bulk_cpu[True]}))
 """
+
+TOP_K = 10
 
 
 def run(code_root: Path, script: str, *args: str) -> dict:
@@ -96,7 +126,26 @@ def caption_vectors(folder: Path) -> dict[str, np.ndarray]:
     client = EmbeddedClient(folder)
     hits = client.search(index="cir-ingest", body={"size": 10_000, "query": {"match_all": {}},
                                                    "_source": ["image_uri", "caption_vector"]})["hits"]["hits"]
+    client.close()
     return {h["_source"]["image_uri"]: np.asarray(h["_source"]["caption_vector"]) for h in hits}
+
+
+def quality(old: dict[str, np.ndarray], new: dict[str, np.ndarray], data: Path) -> str:
+    """Cosine between the two paths' vectors of each document, and top-10 overlap for dev captions."""
+    from opensearch_cir.datasets.flickr8k import Flickr8k
+    from opensearch_cir.encoders import load_encoder
+
+    names = sorted(old)
+    old_matrix, new_matrix = np.stack([old[k] for k in names]), np.stack([new[k] for k in names])
+    cosines = np.sum(old_matrix * new_matrix, axis=1)
+    dev = Flickr8k(data / "flickr8k", "dev")
+    queries = load_encoder(None).encode_texts([text for _, text in dev.caption_pairs()[::5][:500]])
+    top_old = np.argsort(-(queries @ old_matrix.T), axis=1)[:, :TOP_K]
+    top_new = np.argsort(-(queries @ new_matrix.T), axis=1)[:, :TOP_K]
+    overlap = np.mean([len(set(a) & set(b)) / TOP_K for a, b in zip(top_old, top_new)])
+    return (f"caption vectors, new vs old path, same documents: cosine min {cosines.min():.5f}, mean "
+            f"{cosines.mean():.5f} over {len(cosines)} documents; top-{TOP_K} overlap for {len(queries)} dev "
+            f"captions searched against each: {overlap:.4f}")
 
 
 def main() -> None:
@@ -106,43 +155,64 @@ def main() -> None:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
     args = parser.parse_args()
     trees = {"old": baseline_tree(args.baseline), "new": REPO}
-    data = str(data_root())
+    data = data_root()
     work = Path(tempfile.mkdtemp(prefix="cir-ingest-bench-"))
-    rates: dict[tuple[str, str], list[float]] = {}
-    per_cpu: dict[tuple[str, str], list[float]] = {}
-    pure: list[float] = []
+    loads = [os.getloadavg()[0]]
+    wall_rates: dict[tuple[str, str], list[float]] = {}
+    cpu_rates: dict[tuple[str, str], list[float]] = {}
+    ceilings: list[dict] = []
     try:
         for round_no in range(args.rounds):
-            pure.append(args.images / run(REPO, PURE, data, str(args.images))["wall"])
+            ceilings.append(run(REPO, CEILINGS, str(data), str(args.images)))
             for captions in ("1", "0"):
                 for name in (["old", "new"] if round_no % 2 == 0 else ["new", "old"]):
                     out = work / f"{name}-{captions}-{round_no}"
-                    result = run(trees[name], RUN, data, str(out), str(args.images), captions)
-                    rates.setdefault((name, captions), []).append(result["indexed"] / result["wall"])
-                    per_cpu.setdefault((name, captions), []).append(result["indexed"] / result["cpu"])
-                    print(name, "captions" if captions == "1" else "images only", f"{result['indexed'] / result['wall']:.1f} img/s",
+                    result = run(trees[name], RUN, str(data), str(args.images), str(out), captions)
+                    wall_rates.setdefault((name, captions), []).append(result["indexed"] / result["wall"])
+                    cpu_rates.setdefault((name, captions), []).append(result["indexed"] / result["cpu"])
+                    print(f"round {round_no + 1}: {name} {'captions' if captions == '1' else 'images only'}: "
+                          f"{result['indexed'] / result['wall']:.1f} img/s, {result['indexed'] / result['cpu']:.1f} img per CPU s,",
                           {k: round(v, 2) for k, v in result["timings"].items() if v}, flush=True)
-        old_vectors, new_vectors = caption_vectors(work / "old-1-0"), caption_vectors(work / "new-1-0")
-        cosines = np.array([old_vectors[k] @ new_vectors[k] for k in old_vectors])
+            loads.append(os.getloadavg()[0])
+        check = quality(caption_vectors(work / "old-1-0"), caption_vectors(work / "new-1-0"), data)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best = {key: max(values) for key, values in rates.items()}
-    ceiling = max(pure)
-    print(f"\n{args.images} Flickr8k train images (5 captions each), best of {args.rounds} interleaved rounds; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| run | old img/s | new img/s | new / old | new / pure image encoding |")
-    print("| --- | --- | --- | --- | --- |")
+    report(args, wall_rates, cpu_rates, ceilings, loads, check)
+
+
+def report(args, wall_rates, cpu_rates, ceilings, loads, check) -> None:
+    n, cores = args.images, os.cpu_count() or 1
+    print(f"\n{n} Flickr8k train images (5 captions each), {args.rounds} interleaved rounds, old = {args.baseline}; "
+          f"load average (1 min) {', '.join(f'{x:.1f}' for x in loads)} on {cores} cores")
+    print("| run | round | old img/s | new img/s | new / old (wall) | old img/CPU-s | new img/CPU-s | new / old (CPU) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for captions, label in (("1", "with captions"), ("0", "images only")):
-        old, new = best[("old", captions)], best[("new", captions)]
-        print(f"| {label} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {new / ceiling:.2f} |")
-    for captions, label in (("1", "with captions"), ("0", "images only")):
-        paired = [n / o for n, o in zip(rates[("new", captions)], rates[("old", captions)])]
-        print(f"{label}: new / old per round {', '.join(f'{r:.2f}x' for r in paired)} (median {np.median(paired):.2f}x)")
-        cpu_old, cpu_new = np.median(per_cpu[("old", captions)]), np.median(per_cpu[("new", captions)])
-        print(f"{label}: images per CPU second old {cpu_old:.1f}, new {cpu_new:.1f}: new / old {cpu_new / cpu_old:.2f}x")
-    print(f"pure image encoding: {ceiling:.1f} img/s")
-    print(f"caption vectors, new vs old path, same documents: cosine min {cosines.min():.5f}, "
-          f"mean {cosines.mean():.5f} over {len(cosines)} documents")
+        walls = [wall_rates[(name, captions)] for name in ("old", "new")]
+        cpus = [cpu_rates[(name, captions)] for name in ("old", "new")]
+        for i in range(args.rounds):
+            print(f"| {label} | {i + 1} | {walls[0][i]:.1f} | {walls[1][i]:.1f} | {walls[1][i] / walls[0][i]:.2f}x "
+                  f"| {cpus[0][i]:.1f} | {cpus[1][i]:.1f} | {cpus[1][i] / cpus[0][i]:.2f}x |")
+        print(f"| {label} | median | | | {np.median([b / a for a, b in zip(*walls)]):.2f}x | | | "
+              f"{np.median([b / a for a, b in zip(*cpus)]):.2f}x |")
+    best = {key: max(values) for key, values in wall_rates.items()}
+    pixels = max(n / c["pixels_wall"] for c in ceilings)
+    from_bytes = max(n / c["bytes_wall"] for c in ceilings)
+    per_image = {key: 1000 * np.median([c[key] for c in ceilings]) / n
+                 for key in ("decode_cpu", "encode_cpu", "text_cpu", "bulk_cpu", "bulk_captions_cpu")}
+    bound_images = 1000 * cores / (per_image["decode_cpu"] + per_image["encode_cpu"] + per_image["bulk_cpu"])
+    bound_captions = 1000 * cores / (per_image["decode_cpu"] + per_image["encode_cpu"] + per_image["text_cpu"]
+                                     + per_image["bulk_captions_cpu"])
+    print("\nCPU ms per image, each stage alone (this tree): " + ", ".join(
+        f"{key.removesuffix('_cpu')} {value:.2f}" for key, value in per_image.items()))
+    print("| images only, new (best round) vs | img/s | new / it |")
+    print("| --- | --- | --- |")
+    for label, ceiling in (("pure image encoding (pixels decoded beforehand)", pixels),
+                           ("pure encoding from JPEG bytes (encode_images)", from_bytes),
+                           (f"CPU bound: {cores} cores / (decode + encode + bulk)", bound_images)):
+        print(f"| {label} | {ceiling:.1f} | {best[('new', '0')] / ceiling:.2f} |")
+    print(f"with captions: new {best[('new', '1')]:.1f} img/s = {best[('new', '1')] / bound_captions:.2f} of its CPU bound "
+          f"({bound_captions:.1f} img/s = {cores} cores / (decode + encode + captions + bulk with captions))")
+    print(check)
 
 
 if __name__ == "__main__":

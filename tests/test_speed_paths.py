@@ -105,40 +105,6 @@ def _assert_same_body(a, b):
         assert a == b
 
 
-def test_ingestor_writes_in_bulks_of_write_batch_size(tmp_path):
-    import io
-
-    from PIL import Image
-
-    from opensearch_cir.encoders.tiny import build_tiny_model
-    from opensearch_cir.engines.embedded import EmbeddedClient
-    from opensearch_cir.ingest import Ingestor, Record
-
-    encoder = load_encoder(build_tiny_model(tmp_path / "tiny"), threads=1)
-    engine = EmbeddedClient(tmp_path / "engine")
-
-    class Counting:
-        def __init__(self):
-            self.bulk_sizes = []
-
-        def __getattr__(self, name):
-            return getattr(engine, name)
-
-        def bulk(self, body, **kwargs):
-            self.bulk_sizes.append(len(body) // 2)
-            return engine.bulk(body=body, **kwargs)
-
-    client = Counting()
-    with Ingestor(client, "cir-w", encoder, batch_size=2, write_batch_size=6) as ingestor:
-        for i in range(10):
-            buffer = io.BytesIO()
-            Image.new("RGB", (20, 20), (i * 20, 0, 0)).save(buffer, format="PNG")
-            ingestor.add(Record(buffer.getvalue(), captions=[f"square {i}", "a square"], uri=f"mem://{i}"))
-    assert client.bulk_sizes == [6, 4]
-    assert ingestor.report.indexed == 10
-    assert engine.count(index="cir-w")["count"] == 10
-
-
 def _clustered(n, dim, seed=0):
     """Unit vectors of low intrinsic dimension (16-d latent clusters mapped to `dim`), like embeddings."""
     latent = np.random.default_rng(99)

@@ -13,6 +13,7 @@ from .. import resources
 from ..errors import CIRError, InputError
 from .manifest import Manifest, TextSpec
 from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource, load_image
+from .text_batches import BatchRunner, available_cores, length_sorted_batches, trim_padding
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def load_encoder(
 
     device: `auto` (CUDA when onnxruntime-gpu sees a GPU, else CPU), `cuda` or `cpu`.
     precision: `fp32`, `fp16` or `int8`; None picks fp16 on CUDA when exported, else fp32.
-    threads: intra-op threads per session (None lets ONNX Runtime decide).
+    threads: cores one call may use (None: all this process may run on); see `Encoder`.
     spin_wait: let ONNX Runtime's idle pool threads spin (see `Encoder`).
     """
     return Encoder(resources.resolve_model_dir(model), device=device, precision=precision,
@@ -42,6 +43,10 @@ def load_encoder(
 
 class Encoder:
     """Image and text towers of one model; every `encode_*` returns float32 L2-normalised `[N, D]`.
+
+    threads: on the CPU, the image graph runs each batch on this many intra-op threads (None lets
+    ONNX Runtime decide), while the text graph runs on one thread per call and `encode_texts`
+    runs up to this many batches side by side (`text_batches`). On CUDA batches run one by one.
 
     spin_wait: ONNX Runtime's intra-op threads busy-wait between operators by default. Off here:
     on a few cores the spinning threads take the CPU from numpy's BLAS, the engine and the HTTP
@@ -84,6 +89,7 @@ class Encoder:
             logger.warning("CUDA provider unavailable at run time; running %s on CPU", self.model_dir)
             self.device = "cpu"
             self._open_sessions(ort, options, precision)
+        self._text_runner = BatchRunner(1 if self.device == "cuda" else threads or available_cores())
         self._input_names = {tower: [i.name for i in session.get_inputs()] for tower, session in self._sessions.items()}
         self.preprocess = ImagePreprocessor(self.manifest.image)
         self.tokenizer = load_tokenizer(self.model_dir / self.manifest.text.tokenizer, self.manifest.text)
@@ -119,8 +125,9 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed strings; texts longer than the context are truncated (logged at debug level).
 
-        Each distinct string is encoded once, and batches are formed from texts sorted by length
-        (as sentence-transformers' `encode` does) so that little of a batch is padding.
+        Each distinct string is encoded once, in batches of texts sorted by token count, each padded
+        to its own longest text, run side by side on the CPU's cores (`text_batches`); the rows come
+        back in the order of `texts`.
         """
         texts = list(texts)
         for text in texts:
@@ -129,12 +136,13 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         position = {text: i for i, text in enumerate(dict.fromkeys(texts))}
-        distinct = list(position)
-        order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
-        outputs = [self._run("text", self.tokenize([distinct[i] for i in order[start:start + self.batch_size]]))
-                   for start in range(0, len(order), self.batch_size)]
-        embeddings = np.empty((len(distinct), self.dim), np.float32)
-        embeddings[order] = _normalize(np.concatenate(outputs))
+        tokens = self.tokenize(list(position))
+        batches = length_sorted_batches(tokens["attention_mask"].sum(axis=1), self.batch_size,
+                                        workers=self._text_runner.workers)
+        inputs = [trim_padding(tokens, rows, self.manifest.text.pad_to_context) for rows in batches]
+        outputs = self._text_runner.map(lambda batch: self._run("text", batch), inputs)
+        embeddings = np.empty((len(position), self.dim), np.float32)
+        embeddings[np.concatenate(batches)] = _normalize(np.concatenate(outputs))
         return embeddings[[position[text] for text in texts]]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -147,10 +155,14 @@ class Encoder:
         """One session per tower at `precision` (None: fp16 on CUDA when exported, else fp32)."""
         self.precision = precision or ("fp16" if self.device == "cuda" and "fp16" in self.manifest.variants else "fp32")
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
+        text_options = options
+        if self.device == "cpu":  # text batches run side by side, one thread each (see `Encoder`)
+            text_options = _copy_options(ort, options)
+            text_options.intra_op_num_threads = 1
         self._sessions = {
             tower: ort.InferenceSession(str(self.model_dir / self.manifest.graph(tower, self.precision)),
-                                        sess_options=options, providers=providers)
-            for tower in ("image", "text")
+                                        sess_options=tower_options, providers=providers)
+            for tower, tower_options in (("image", options), ("text", text_options))
         }
 
     def _open_phi(self, ort, options):
@@ -202,6 +214,17 @@ def tokenize_texts(tokenizer, spec: TextSpec, texts: Sequence[str]) -> dict[str,
         "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
         "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
     }
+
+
+def _copy_options(ort, options):
+    """A copy of `options` (threads, optimisation level and the spin-wait entries set above)."""
+    copy = ort.SessionOptions()
+    copy.graph_optimization_level = options.graph_optimization_level
+    copy.inter_op_num_threads = options.inter_op_num_threads
+    copy.intra_op_num_threads = options.intra_op_num_threads
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        copy.add_session_config_entry(key, options.get_session_config_entry(key))
+    return copy
 
 
 def _normalize(embeddings: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@
 or `ingest(client, index, encoder, "folder/" | "manifest.jsonl" | iterable, **options)`.
 """
 
-from .ingestor import Ingestor, ingest, mean_caption_vectors
+from .documents import mean_caption_vectors
+from .ingestor import Ingestor, ingest
 from .records import Record
 from .report import Failure, IngestReport
 from .sources import BadRow, iter_directory, iter_manifest, open_source

@@ -1,19 +1,24 @@
-"""The ingestion pipeline: read + hash → skip known → decode/preprocess → encode → bulk write.
+"""The ingestion pipeline, stage by stage (the reader -> mapper -> writer shape of clip-retrieval):
 
-Reading, hashing, decoding and preprocessing run in a thread pool while the previous batch is
-being encoded, so decoding overlaps encoding; encoded documents are written in bulks of
-`write_batch_size` by a writer thread while the next images are encoded (one bulk in flight). Known images (seen earlier in the run,
-or already indexed with `resume`) are dropped right after hashing, before any decoding. Document
-ids are the sha256 of the image bytes, so re-ingesting an image updates its document instead of
-adding a copy.
+1. read + hash (`reading`, a thread pool); images seen earlier in the run, or already indexed with
+   `resume`, are dropped right after hashing, before any decoding;
+2. decode + preprocess (the same pool), while the main thread encodes the previous batch;
+3. encode images, `batch_size` at a time (main thread);
+4. encode captions and write (`documents`, `writer`, one writer thread): the images encoded
+   since the writer's last group (at most `write_batch_size`) become one group whose captions are
+   encoded in one call and whose documents go in one bulk, while the main thread encodes the next
+   images. A free writer takes a group as soon as a quarter of `write_batch_size` (at least a
+   batch) is ready, so it seldom idles while images wait and a run ends with a small last group;
+   while it is busy groups grow up to `write_batch_size`, and the main thread then waits for it
+   (one group in flight).
+
+Each stage's seconds are in `report.timings`. Document ids are the sha256 of the image bytes, so
+re-ingesting an image updates its document instead of adding a copy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import stat
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,48 +29,17 @@ from typing import IO, Any, Iterable
 import numpy as np
 
 from ..admin import status_of
-from ..dsl.vector_encoding import encode_list, index_data_types
-from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes
-from ..errors import CIRError, ImageDecodeError, ImageTooLargeError, IngestInterruptedError, InputError
-from .records import Record, document_id, is_remote, printable
+from ..dsl.vector_encoding import index_data_types
+from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
+from ..errors import CIRError, IngestInterruptedError, InputError
+from .documents import DocumentBuilder, EncodedImage, Refused
+from .reading import MAX_FILE_BYTES, read_record
+from .records import Record, document_id, printable
 from .report import ErrorLog, Failure, IngestReport, StageTimer
 from .sources import BadRow, SkippedEntry
 from .writer import BulkWriter, Document, Retrier
 
 log = logging.getLogger(__name__)
-
-MAX_REMOTE_BYTES = 50 * 1024 * 1024
-MAX_FILE_BYTES = 64 * 1024 * 1024
-"""Default cap on the bytes read from one local file, checked before reading (a 40 MP JPEG is ~20 MB)."""
-
-
-def read_file_capped(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file, refusing one over `max_bytes` before reading it; a FIFO, device
-    or folder is refused without blocking (opened non-blocking, checked with fstat)."""
-    name = printable(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ImageDecodeError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"{name}: cannot be read ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError(f"{name}: not a regular file")
-        if info.st_size > max_bytes:
-            raise ImageTooLargeError(f"{name}: {info.st_size} bytes is more than the limit of {max_bytes} bytes per file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise ImageDecodeError(f"{name}: cannot be read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:  # grew while being read
-        raise ImageTooLargeError(f"{name}: more than the limit of {max_bytes} bytes per file")
-    if not data:
-        raise ImageDecodeError(f"{name}: empty (0 bytes)")
-    return data
 
 
 @dataclass
@@ -89,37 +63,6 @@ class _StageError(Exception):
         self.cause = cause
 
 
-def fetch_remote(url: str, timeout: float = 20.0, max_bytes: int = MAX_REMOTE_BYTES) -> bytes:
-    """GET an image over http(s), refusing bodies over `max_bytes`."""
-    import httpx
-
-    chunks, size = [], 0
-    with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-        if response.status_code != 200:
-            raise InputError(f"{url}: HTTP {response.status_code}")
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise InputError(f"{url}: more than {max_bytes} bytes")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def mean_caption_vectors(vectors: np.ndarray, counts: list[int]) -> list[np.ndarray | None]:
-    """Per record, the re-normalised mean of its caption vectors (None without captions)."""
-    out: list[np.ndarray | None] = []
-    start = 0
-    for count in counts:
-        if count == 0:
-            out.append(None)
-            continue
-        mean = vectors[start:start + count].mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        out.append(mean / norm if norm > 0 else None)
-        start += count
-    return out
-
-
 class Ingestor:
     """Index images (with captions and metadata) into `index` using `encoder`.
 
@@ -128,8 +71,9 @@ class Ingestor:
     indexed, skipped (already indexed with `resume`, or a duplicate within the run) or failed,
     and each failure is written to `errors` (a JSONL path or text stream) with its reason.
 
-    batch_size: images per encoder call. write_batch_size: documents per bulk request (a bulk's
-    fixed cost, e.g. the embedded engine's commit, is paid once per this many). workers: decode threads.
+    batch_size: images per image-encoder call. write_batch_size: the most documents per bulk
+    request, and records whose captions are encoded in one text-encoder call (bulks are this
+    large when the writer is the slower stage). workers: read and decode threads.
     resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
     images. progress: show a tqdm bar (`total` sets its length). max_file_bytes: files (and remote
     images) larger than this fail without being read. One bad record never fails its batch: a
@@ -163,6 +107,9 @@ class Ingestor:
         self.encoder = encoder
         self.batch_size = batch_size
         self.write_batch_size = max(batch_size, write_batch_size)
+        # a free writer takes a group of this many (a bulk has a fixed cost: ~20 ms of CPU in the
+        # embedded engine) rather than idle while the main thread fills a whole write batch
+        self._eager_group = max(1, min(batch_size, self.write_batch_size), self.write_batch_size // 4)
         self.resume = resume
         self.allow_remote = allow_remote
         self.max_pixels = max_pixels
@@ -173,11 +120,11 @@ class Ingestor:
         self._errors = ErrorLog(errors)
         self._retrier = Retrier(max_retries=max_retries, backoff=retry_backoff)
         self._writer = BulkWriter(client, index, self._retrier)
-        self._vector_types = index_data_types(client, index)  # byte / binary fields take encoded vectors
+        self._documents = DocumentBuilder(encoder, self._timer, index_data_types(client, index))  # byte / binary fields take encoded vectors
         self._preprocess = ImagePreprocessor(encoder.manifest.image)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
         self._write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cir-write")
-        self._unwritten: list[Document] = []
+        self._unwritten: list[EncodedImage] = []
         self._in_flight: Future | None = None
         # (record, content hash once known, future); read futures give _Read, decode ones _Prepared
         self._reading: deque[tuple[Record, str | None, Future]] = deque()
@@ -267,23 +214,11 @@ class Ingestor:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _read(self, record: Record) -> bytes:
-        image = record.image
-        if is_remote(image):
-            if not self.allow_remote:
-                raise InputError(f"{image}: remote URLs are disabled (enable with --allow-remote / allow_remote=True)")
-            return fetch_remote(image, max_bytes=min(MAX_REMOTE_BYTES, self.max_file_bytes))
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            if len(image) > self.max_file_bytes:
-                raise ImageTooLargeError(f"{len(image)} bytes is more than the limit of {self.max_file_bytes} bytes per image")
-            return read_image_bytes(image)
-        return read_file_capped(image, self.max_file_bytes)
-
     def _read_and_hash(self, record: Record) -> _Read:
         """Worker thread: the image bytes and their sha256."""
         try:
             with self._timer("read"):
-                data = self._read(record)
+                data = read_record(record, allow_remote=self.allow_remote, max_file_bytes=self.max_file_bytes)
                 return _Read(record, document_id(data), data)
         except Exception as exc:
             raise _StageError("read", exc) from exc
@@ -322,28 +257,29 @@ class Ingestor:
 
     def _process_batch(self) -> None:
         batch: list[_Prepared] = self._collect(self._decoding, self.batch_size)
-        if not batch:
-            self._update_progress()
-            return
-        documents = self._encode_each_if_needed(batch)
-        if not documents:
-            self._update_progress()
-            return
-        self._unwritten.extend(documents)
-        if len(self._unwritten) >= self.write_batch_size:
-            self._write(wait=False)
+        if batch:
+            self._unwritten.extend(self._encode_each_if_needed(batch))
+            writer_free = self._in_flight is None or self._in_flight.done()
+            if len(self._unwritten) >= (self._eager_group if writer_free else self.write_batch_size):
+                self._write(wait=False)
         self._update_progress()
 
-    def _timed_write(self, documents: list[Document]):
-        with self._timer("write"):
-            return self._writer.write(documents)
+    def _write_group(self, group: list[EncodedImage]) -> tuple[list[Document], list[tuple[Document, str]], list[Refused]]:
+        """Writer thread: the group's captions encoded, its documents written."""
+        documents, refused = self._documents.build(group)
+        indexed: list[Document] = []
+        failed: list[tuple[Document, str]] = []
+        if documents:
+            with self._timer("write"):
+                indexed, failed = self._writer.write(documents)
+        return indexed, failed, refused
 
     def _write(self, *, wait: bool) -> None:
-        """Account for the bulk in flight, then send the unwritten documents (and wait for them)."""
+        """Account for the group in flight, then send the unwritten images on (and wait for them)."""
         self._finish_write()
         if self._unwritten:
-            documents, self._unwritten = self._unwritten, []
-            self._in_flight = self._write_pool.submit(self._timed_write, documents)
+            group, self._unwritten = self._unwritten, []
+            self._in_flight = self._write_pool.submit(self._write_group, group)
         if wait:
             self._finish_write()
 
@@ -353,7 +289,7 @@ class Ingestor:
         future, self._in_flight = self._in_flight, None
         try:
             with self._timer("wait"):
-                indexed, failed = future.result()
+                indexed, failed, refused = future.result()
         except Exception as exc:
             self.report.interrupted = str(exc)
             self.report.retried_items = self._writer.retried_items
@@ -362,6 +298,9 @@ class Ingestor:
         self.report.retried_items = self._writer.retried_items
         for document in indexed:
             self._settle(document.doc_id)
+        for refusal in refused:
+            error = refusal.error
+            self._fail(refusal.item.record.name, "encode", type(error).__name__, str(error), refusal.item.content_hash)
         for document, reason in failed:
             self._fail(document.name, "write", "BulkItemError", reason, document.doc_id)
         self._update_progress()
@@ -393,51 +332,18 @@ class Ingestor:
                 self._settle(item.content_hash)
         return [item for item in fresh if item.content_hash not in indexed]
 
-    def _encode_each_if_needed(self, batch: list[_Prepared]) -> list[Document]:
-        """The batch's documents; when the encoder refuses the batch, each record is encoded alone
-        so that only the records it refuses fail, each with its own reason."""
+    def _encode_each_if_needed(self, batch: list[_Prepared]) -> list[EncodedImage]:
+        """The batch's images encoded; when the encoder refuses the batch, each image is encoded
+        alone so that only the images it refuses fail, each with its own reason."""
         try:
-            return self._encode(batch)
+            with self._timer("encode_images"):
+                vectors = self.encoder.encode_pixels(np.stack([item.pixels for item in batch]))
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch[0].record.name, "encode", type(exc).__name__, str(exc), batch[0].content_hash)
                 return []
-        documents: list[Document] = []
-        for item in batch:
-            documents += self._encode_each_if_needed([item])
-        return documents
-
-    def _encode(self, batch: list[_Prepared]) -> list[Document]:
-        with self._timer("encode_images"):
-            image_vectors = self.encoder.encode_pixels(np.stack([item.pixels for item in batch]))
-        captions = [caption for item in batch for caption in item.record.captions]
-        caption_vectors: list[np.ndarray | None] = [None] * len(batch)
-        if captions:
-            with self._timer("encode_texts"):
-                caption_vectors = mean_caption_vectors(
-                    self.encoder.encode_texts(captions), [len(item.record.captions) for item in batch]
-                )
-        return [
-            Document(item.content_hash, self._source(item, image_vector, caption_vector), item.record.name)
-            for item, image_vector, caption_vector in zip(batch, image_vectors, caption_vectors)
-        ]
-
-    def _source(self, item: _Prepared, image_vector: np.ndarray, caption_vector: np.ndarray | None) -> dict:
-        record = item.record
-        source: dict[str, Any] = {
-            "image_vector": encode_list(image_vector, self._vector_types.get("image_vector", "float")),
-            "content_hash": item.content_hash,
-            "model_id": self.encoder.model_id,
-        }
-        if record.uri:
-            source["image_uri"] = record.uri
-        if record.captions:
-            source["caption"] = record.captions[0] if len(record.captions) == 1 else list(record.captions)
-        if caption_vector is not None:
-            source["caption_vector"] = encode_list(caption_vector, self._vector_types.get("caption_vector", "float"))
-        if record.metadata:
-            source["metadata"] = {key: _keyword_value(value) for key, value in record.metadata.items()}
-        return source
+            return [encoded for item in batch for encoded in self._encode_each_if_needed([item])]
+        return [EncodedImage(item.record, item.content_hash, vector) for item, vector in zip(batch, vectors)]
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -491,15 +397,6 @@ class Ingestor:
             self._update_progress()
             self._progress.close()
         self._closed = True
-
-
-def _keyword_value(value: Any) -> Any:
-    """Metadata values as OpenSearch keyword-friendly scalars (lists kept, nested objects as JSON)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_keyword_value(v) for v in value]
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def ingest(

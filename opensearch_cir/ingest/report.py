@@ -31,7 +31,8 @@ class IngestReport:
     """Counts (indexed + skipped + failed + not_processed == input), timings and failures.
 
     timings: seconds per stage; `read` and `decode` run in worker threads and are summed over
-    them, the others are the main thread's. `not_processed` is non-zero only for an interrupted run;
+    them, `encode_texts` and `write` run in the writer thread, the others in the calling thread
+    (`wait`: the calling thread waiting for the workers or the writer). `not_processed` is non-zero only for an interrupted run;
     it includes the inputs not read yet when the source's size was known (`expected`).
     """
 
