@@ -148,8 +148,8 @@ def _push_filter(query: dict, filter_clause: dict | None) -> dict:
 
 
 def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int, max_result_window: int = 10_000) -> tuple[list[HybridHit], int]:
-    """All combined hits (best first, the top `pagination_depth` of each sub-query) and the total
-    (every document any sub-query matches)."""
+    """The first `from_ + size` (at least 1) combined hits, best first, of the top
+    `pagination_depth` of each sub-query, and the total (every document any sub-query matches)."""
     if not isinstance(hybrid, dict):
         raise EngineError("[hybrid] query malformed", 400, "parsing_exception")
     extra = set(hybrid) - {"queries", "pagination_depth", "filter", "boost", "_name"}
@@ -185,25 +185,29 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
         except ValueError as exc:
             raise EngineError(str(exc), 400, "illegal_argument_exception") from None
     all_ords = np.unique(np.concatenate([lst.ords for lst in lists])) if lists else np.empty(0, np.int64)
-    position = {int(o): i for i, o in enumerate(all_ords)}
-    table = np.zeros((len(all_ords), n_sub), dtype=np.float32)
-    raw: list[list[float | None]] = [[None] * n_sub for _ in all_ords]
-    norm: list[list[float | None]] = [[None] * n_sub for _ in all_ords]
+    shape = (len(all_ords), n_sub)
+    table, raw, norm = np.zeros(shape, dtype=np.float32), np.zeros(shape), np.zeros(shape)
+    present = np.zeros(shape, dtype=bool)
     for j, (lst, values) in enumerate(zip(lists, normalized)):
-        for o, r, v in zip(lst.ords, lst.scores, values):
-            i = position[int(o)]
-            table[i, j] = v
-            raw[i][j], norm[i][j] = float(r), float(v)
+        rows = np.searchsorted(all_ords, lst.ords)
+        table[rows, j] = values
+        raw[rows, j], norm[rows, j], present[rows, j] = lst.scores, values, True
     try:
         combined = combine(pipeline.combination, table, pipeline.weights)
     except ValueError as exc:
         raise EngineError(str(exc), 400, "illegal_argument_exception") from None
     order = np.lexsort((all_ords, -combined))
-    hits = [HybridHit(int(all_ords[i]), float(combined[i]), raw[i], norm[i]) for i in order]
-    if from_ > len(hits):  # neural-search NormalizationProcessorWorkflow
+    if from_ > len(order):  # neural-search NormalizationProcessorWorkflow
         raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
+    hits = [HybridHit(int(all_ords[i]), float(combined[i]), _cells(raw[i], present[i]), _cells(norm[i], present[i]))
+            for i in order[:max(from_ + size, 1)]]  # the page (and the best hit, for max_score)
     complete = [lst.ords if len(lst.ords) < depth or _knn_within(query, depth) else None for lst, query in zip(lists, sub_queries)]
     return hits, _total_matches(executor, sub_queries, complete)
+
+
+def _cells(values: np.ndarray, present: np.ndarray) -> list[float | None]:
+    """Per sub-query values of one hit, None where the sub-query did not return it."""
+    return [float(v) if p else None for v, p in zip(values, present)]
 
 
 def _knn_within(query: dict, depth: int) -> bool:
