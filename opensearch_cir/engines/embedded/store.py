@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 from array import array
 from pathlib import Path
 
@@ -173,8 +172,6 @@ class IndexStore(Writes, TextIndex, Snapshots):
         manifest = read_json(self.folder / "manifest.json")
         if manifest is None:
             raise EngineError(f"no such index [{self.name}]", 404, "index_not_found_exception")
-        if publish:
-            self.last_read = time.monotonic()
         if publish and self._lock_fd is None and self._unpublished(manifest):
             if self._publish_if_free():
                 return True
