@@ -119,6 +119,35 @@ def test_refresh_interval_bounds_how_long_a_busy_writer_keeps_writes_invisible(t
     client.close()
 
 
+def test_a_search_idle_index_skips_scheduled_refreshes_until_someone_reads(tmp_path):
+    """Without an explicit refresh_interval, as upstream's IndexShard.scheduledRefresh: the writer's
+    1s refreshes run only for an index read recently here, or wanted by a reader elsewhere."""
+    writer = make_index(tmp_path)
+    index_docs(writer, ["a"])
+    time.sleep(1.05)
+    index_docs(writer, ["b"])
+    assert not refreshed(tmp_path)  # nobody reads: the load is refreshed once, by the first read
+    assert writer.count(index=INDEX)["count"] == 2
+    index_docs(writer, ["c"])
+    time.sleep(1.05)
+    index_docs(writer, ["d"])
+    assert refreshed(tmp_path)  # read a moment ago: the scheduled refresh runs
+    other = make_index(tmp_path / "other")  # a writer that never reads ...
+    index_docs(other, ["e"])
+    reader = EmbeddedClient(tmp_path / "other")  # ... and a reader elsewhere, while a bulk holds the lock
+    held = HeldLock(tmp_path / "other")
+    try:
+        assert reader.count(index=INDEX)["count"] == 0
+    finally:
+        held.release()
+    assert (tmp_path / "other" / INDEX / "refresh.wanted").exists()
+    time.sleep(1.05)
+    index_docs(other, ["f"])
+    assert refreshed(tmp_path / "other") and not (tmp_path / "other" / INDEX / "refresh.wanted").exists()
+    for client in (reader, other, writer):
+        client.close()
+
+
 def test_time_values():
     assert refresh_interval_s({}) == 1.0
     assert refresh_interval_s({"index.refresh_interval": "30s"}) == 30.0

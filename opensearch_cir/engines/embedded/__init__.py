@@ -218,6 +218,7 @@ class EmbeddedClient:
         with self._lock:
             index = write_index(self, index)
             store = self._store(index)
+            store.last_read = time.monotonic()
             ordinal = store.current(str(id))
             if ordinal is None:
                 raise EngineError(f"document [{id}] not found in [{index}]", 404, "not_found")
@@ -246,6 +247,7 @@ class EmbeddedClient:
 
     # --- search ------------------------------------------------------------------------------------
     def _executor(self, store: IndexStore) -> Executor:
+        store.last_read = time.monotonic()  # searcher access: the index is not search idle
         return Executor(store, legacy_bm25=self.legacy_bm25, hnsw_threshold=self.hnsw_threshold)
 
     def search(self, index: str, body: dict | None = None, params: dict | None = None, **kwargs) -> dict:

@@ -19,7 +19,7 @@ from .store import IndexStore
 DYNAMIC_INDEX_SETTINGS = {
     "index.max_result_window", "index.search.default_pipeline", "index.knn.algo_param.ef_search",
     "index.number_of_replicas", "index.refresh_interval", "index.search.concurrent_segment_search.mode",
-    "index.translog.durability", "index.translog.sync_interval",
+    "index.translog.durability", "index.translog.sync_interval", "index.search.idle.after",
 }
 
 

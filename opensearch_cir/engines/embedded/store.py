@@ -10,6 +10,7 @@
     snapshot.npz     derived, optional: the in-memory state at some refresh (no pickle), so that
                      opening a large index replays only the log written since
     write.lock       held (flock) by the one writer, only while it writes a bulk or refreshes
+    refresh.wanted   left by a reader that could not refresh while a bulk was being written
 
 Writes are durable when acknowledged and searchable after a refresh, as in OpenSearch. A bulk
 takes `write.lock` (waiting up to WRITE_LOCK_TIMEOUT_S for another process's bulk), appends the
@@ -63,6 +64,7 @@ class IndexStore(Writes, TextIndex, Snapshots):
         self.folder = Path(folder)
         self.name = self.folder.name
         self.log_path = self.folder / "docs.log"
+        self.wanted_path = self.folder / "refresh.wanted"
         if settings is not None:
             self._create(settings, mappings or {})
         if not (self.folder / "manifest.json").exists():

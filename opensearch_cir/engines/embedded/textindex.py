@@ -75,7 +75,9 @@ class TextIndex:
         has_tokens = False
         for spec in (self.mapping.fields[path] for path in self.tantivy_fields):
             for value in normalise(spec, flat.get(spec.path, [])):
-                tokens = [t.replace(TOKEN_SEPARATOR, "") for t in self.analyzers[spec.path](value)]
+                tokens = self.analyzers[spec.path](value)
+                if TOKEN_SEPARATOR in value:  # analysis only ever keeps or maps the text's own characters
+                    tokens = [t.replace(TOKEN_SEPARATOR, "") for t in tokens]
                 if any(tokens):
                     doc.add_text(tantivy_name(spec.path), TOKEN_SEPARATOR.join(tokens))
                     has_tokens = True

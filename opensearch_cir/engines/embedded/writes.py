@@ -9,8 +9,12 @@ it and replaces the manifest. When documents become visible (OpenSearch's refres
 - every read of the embedded client (search, count, get, ...) in any process refreshes first
   when no bulk is being written at that moment (a search-idle shard refreshes on search too);
 - a writer refreshes at the end of a bulk once its oldest unrefreshed write is older than
-  `index.refresh_interval` (default 1s, -1 turns it off): a reader in another process sees a busy
-  writer's documents within about that interval, and at its next read once the writer pauses.
+  `index.refresh_interval` (1s; -1 turns it off). Without an explicit `refresh_interval`, a
+  search-idle index skips these scheduled refreshes as OpenSearch does (`IndexShard.scheduledRefresh`):
+  they run only if this process read the index within `index.search.idle.after` (30s), or a
+  reader in another process found the lock busy and left `refresh.wanted`. So a reader in another
+  process sees a busy writer's documents within about the interval, and at its next read once the
+  writer pauses, while a load nobody searches is refreshed once, by the first read.
 
 A write lock that is free means no bulk is half-written: whoever takes it first truncates a torn
 batch (a writer killed before its acknowledgement) and refreshes batches that other processes
@@ -64,6 +68,11 @@ def refresh_interval_s(settings: dict) -> float | None:
     return time_setting_s(settings, "index.refresh_interval", "1s")
 
 
+def search_idle_after_s(settings: dict) -> float:
+    """`index.search.idle.after` in seconds."""
+    return time_setting_s(settings, "index.search.idle.after", "30s") or 0.0
+
+
 def fsync_per_bulk(settings: dict) -> bool:
     """`index.translog.durability`: `request` (default) fsyncs every bulk before acknowledging it;
     `async` leaves that to `index.translog.sync_interval` (5s) and to refreshes, as OpenSearch does:
@@ -87,6 +96,7 @@ class Writes:
         self.pending_since: float | None = None
         self.unsynced_since: float | None = None  # async durability: bytes written, not fsynced yet
         self.mapping_may_grow = False  # dynamic mapping ran since the meta was written
+        self.last_read: float | None = None  # when this process last read the index (search idle otherwise)
 
     def doc_state(self, doc_id: str) -> tuple[int | None, int]:
         """(live ordinal or None, version) of `doc_id` after every acknowledged write (lock held)."""
@@ -224,7 +234,10 @@ class Writes:
         fsync when the translog sync interval has (async durability)."""
         now = time.monotonic()
         interval = refresh_interval_s(self.settings)
-        if refresh or (self.pending_since is not None and interval is not None and now - self.pending_since >= interval):
+        due = self.pending_since is not None and interval is not None and now - self.pending_since >= interval
+        if due and "index.refresh_interval" not in self.settings:  # a search-idle index waits for its next read
+            due = (self.last_read is not None and now - self.last_read < search_idle_after_s(self.settings)) or self.wanted_path.exists()
+        if refresh or due:
             self._publish()
         sync_s = time_setting_s(self.settings, "index.translog.sync_interval", "5s")
         if self.unsynced_since is not None and (sync_s is None or now - self.unsynced_since >= sync_s):
@@ -248,6 +261,10 @@ class Writes:
         self._moved_to(generation)
         self.pending.clear()
         self.pending_since = None
+        try:
+            self.wanted_path.unlink()
+        except FileNotFoundError:
+            pass
         if self.log_pos - self._snapshot_log_pos >= max(self.snapshot_min_bytes(), self._snapshot_log_pos // 4):
             self._save_snapshot()
 
@@ -257,6 +274,7 @@ class Writes:
             self._acquire_writer(timeout=0.0)
         except EngineError as exc:
             if exc.error_type == "lock_obtain_failed_exception":
+                self.wanted_path.touch()  # the writer refreshes at its refresh interval
                 return False
             raise
         try:
