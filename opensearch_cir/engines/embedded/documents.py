@@ -94,27 +94,19 @@ def flatten_source(source: dict, prefix: str = "") -> dict[str, list]:
 
 def _flatten_into(out: dict[str, list], node: dict, prefix: str) -> None:
     for key, value in node.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            _flatten_into(out, value, path)
-        elif isinstance(value, list):
-            _flatten_list(out, value, path)
-        elif path in out:
-            out[path].append(value)
-        else:
-            out[path] = [value]
+        _flatten_value(out, value, f"{prefix}.{key}" if prefix else key)
 
 
-def _flatten_list(out: dict[str, list], items: list, path: str) -> None:
-    for item in items:
-        if isinstance(item, dict):
-            _flatten_into(out, item, path)
-        elif isinstance(item, list):
-            _flatten_list(out, item, path)
-        elif path in out:
-            out[path].append(item)
-        else:
-            out[path] = [item]
+def _flatten_value(out: dict[str, list], value, path: str) -> None:
+    if isinstance(value, dict):
+        _flatten_into(out, value, path)
+    elif isinstance(value, list):
+        for item in value:
+            _flatten_value(out, item, path)
+    elif path in out:
+        out[path].append(value)
+    else:
+        out[path] = [value]
 
 
 def pop_path(source: dict, path: str):
