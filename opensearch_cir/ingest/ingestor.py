@@ -33,7 +33,7 @@ from ..dsl.vector_encoding import index_data_types
 from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
 from ..errors import CIRError, IngestInterruptedError, InputError
 from .documents import DocumentBuilder, EncodedImage, Refused
-from .reading import MAX_FILE_BYTES, read_record
+from .reading import MAX_FILE_BYTES, ReadImage, StageError, read_record
 from .records import Record, document_id, printable
 from .report import ErrorLog, Failure, IngestReport, StageTimer
 from .sources import BadRow, SkippedEntry
@@ -43,24 +43,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Read:
-    record: Record
-    content_hash: str
-    data: bytes
-
-
-@dataclass
 class _Prepared:
     record: Record
     content_hash: str
     pixels: np.ndarray
-
-
-class _StageError(Exception):
-    def __init__(self, stage: str, cause: BaseException):
-        super().__init__(str(cause))
-        self.stage = stage
-        self.cause = cause
 
 
 class Ingestor:
@@ -126,7 +112,7 @@ class Ingestor:
         self._write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cir-write")
         self._unwritten: list[EncodedImage] = []
         self._in_flight: Future | None = None
-        # (record, content hash once known, future); read futures give _Read, decode ones _Prepared
+        # (record, content hash once known, future); read futures give ReadImage, decode ones _Prepared
         self._reading: deque[tuple[Record, str | None, Future]] = deque()
         self._decoding: deque[tuple[Record, str | None, Future]] = deque()
         # In-run duplicates follow their first occurrence: skipped once it is indexed, failed if it fails.
@@ -214,22 +200,22 @@ class Ingestor:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _read_and_hash(self, record: Record) -> _Read:
+    def _read_and_hash(self, record: Record) -> ReadImage:
         """Worker thread: the image bytes and their sha256."""
         try:
             with self._timer("read"):
                 data = read_record(record, allow_remote=self.allow_remote, max_file_bytes=self.max_file_bytes)
-                return _Read(record, document_id(data), data)
+                return ReadImage(record, document_id(data), data)
         except Exception as exc:
-            raise _StageError("read", exc) from exc
+            raise StageError("read", exc) from exc
 
-    def _decode(self, item: _Read) -> _Prepared:
+    def _decode(self, item: ReadImage) -> _Prepared:
         """Worker thread: decode and preprocess into the image graph's input."""
         try:
             with self._timer("decode"):
                 pixels = self._preprocess(load_image(item.data, max_pixels=self.max_pixels, min_side=self._preprocess.decode_side))
         except Exception as exc:
-            raise _StageError("decode", exc) from exc
+            raise StageError("decode", exc) from exc
         return _Prepared(item.record, item.content_hash, pixels)
 
     def _collect(self, queue: deque, count: int) -> list:
@@ -240,7 +226,7 @@ class Ingestor:
                 record, content_hash, future = queue.popleft()
                 try:
                     results.append(future.result())
-                except _StageError as exc:
+                except StageError as exc:
                     self._fail(record.name, exc.stage, type(exc.cause).__name__, str(exc.cause), content_hash)
         return results
 
@@ -311,9 +297,9 @@ class Ingestor:
         for _ in self._followers.pop(content_hash, []):
             self._skip("duplicate image in this run")
 
-    def _drop_known(self, items: list[_Read]) -> list[_Read]:
+    def _drop_known(self, items: list[ReadImage]) -> list[ReadImage]:
         """Hold back images seen earlier in this run and, with `resume`, skip those already indexed."""
-        fresh: list[_Read] = []
+        fresh: list[ReadImage] = []
         for item in items:
             if item.content_hash in self._settled:
                 self._skip("duplicate image in this run")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 
 from ..encoders.preprocess import read_image_bytes
 from ..errors import ImageDecodeError, ImageTooLargeError, InputError
@@ -72,3 +73,21 @@ def read_record(record: Record, *, allow_remote: bool, max_file_bytes: int) -> b
             raise ImageTooLargeError(f"{len(image)} bytes is more than the limit of {max_file_bytes} bytes per image")
         return read_image_bytes(image)
     return read_file_capped(image, max_file_bytes)
+
+
+@dataclass
+class ReadImage:
+    """An input's bytes and their sha256 (the document id)."""
+
+    record: Record
+    content_hash: str
+    data: bytes
+
+
+class StageError(Exception):
+    """A worker's failure, with the stage it failed at (read, decode) and the original error."""
+
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(str(cause))
+        self.stage = stage
+        self.cause = cause
