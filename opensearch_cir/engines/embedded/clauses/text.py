@@ -14,6 +14,8 @@ from .dsl import Scored, field_and_params, minimum_should_match, single
 
 # A restriction mask this small is pushed into tantivy as a term set on `_ord`.
 TEXT_PUSHDOWN_MAX = 4_096
+# Up to this many ordinals, a set of them is a boolean of term queries (faster than term_set_query).
+ORD_TERMS_MAX = 1_024
 
 
 class TextClauses:
@@ -56,8 +58,11 @@ class TextClauses:
                 [(tantivy.Occur.Must, union), (tantivy.Occur.Must, restriction)])
             return searcher.search(tantivy.Query.const_score_query(query, 0.0), 1, count=True).count
 
-        def ords(values: np.ndarray):
-            return tantivy.Query.term_set_query(self.store.text_schema, ORD_FIELD, [int(o) for o in values])
+        def ords(values: np.ndarray):  # a few hundred term queries count ~7x faster than one term_set_query
+            if len(values) > ORD_TERMS_MAX:
+                return tantivy.Query.term_set_query(self.store.text_schema, ORD_FIELD, [int(o) for o in values])
+            return tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self.store.text_schema, ORD_FIELD, int(o)))
+                                                for o in values])
 
         beyond = tantivy.Query.range_query(self.store.text_schema, ORD_FIELD, tantivy.FieldType.Unsigned, lower_bound=self.n,
                                            use_inverted_index=True)  # intersected through postings: ~free when empty
