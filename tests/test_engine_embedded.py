@@ -583,3 +583,29 @@ def test_hybrid_total_counted_by_tantivy_equals_every_match_after_deletes_and_up
         body = {"size": 3, "query": {"hybrid": {"queries": queries}}}
         total = client.search(index="cir-total", body=body, params={"search_pipeline": "rrf"})["hits"]["total"]
         assert total == {"value": len(every_match), "relation": "eq"}, queries
+
+
+def test_a_search_pipeline_put_by_another_client_is_used_at_once(client, tmp_path):
+    hybrid_fixture(client, "cir-pipe")
+    other = connect(f"embedded://{tmp_path / 'engine'}")  # as another process would
+    queries = [{"match": {"caption": "red"}}, {"knn": {"image_vector": {"vector": [0.5, -0.2, 0.1, 0.9], "k": 5}}}]
+    body = {"size": 3, "query": {"hybrid": {"queries": queries}}}
+
+    def put(weights):
+        other.search_pipeline.put(id="p", body={"phase_results_processors": [{"normalization-processor": {
+            "normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean", "parameters": {"weights": weights}}}}]})
+
+    def ranked(searcher):
+        hits = searcher.search(index="cir-pipe", body=body, params={"search_pipeline": "p"})["hits"]["hits"]
+        return [(h["_id"], round(h["_score"], 6)) for h in hits]
+
+    put([0.99, 0.01])
+    text_heavy = ranked(client)
+    put([0.01, 0.99])
+    fresh = connect(f"embedded://{tmp_path / 'engine'}")  # reads the registry anew
+    assert ranked(client) == ranked(fresh) != text_heavy
+    fresh.close()
+    other.search_pipeline.delete(id="p")
+    with pytest.raises(EngineError, match="not defined"):
+        client.search(index="cir-pipe", body=body, params={"search_pipeline": "p"})
+    other.close()

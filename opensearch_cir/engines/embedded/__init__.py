@@ -71,6 +71,7 @@ class EmbeddedClient:
         self.hnsw_threshold = hnsw_threshold
         self._stores: dict[str, IndexStore] = {}
         self._lock = threading.RLock()
+        self._pipelines: tuple | None = None  # (registry file identity, its pipelines, those parsed so far)
         self.indices = Indices(self)
         self.search_pipeline = SearchPipelines(self)
 
@@ -351,14 +352,28 @@ class EmbeddedClient:
         name = name or store.settings.get("index.search.default_pipeline")
         pipeline = None
         if name not in (None, "_none"):
-            pipelines = self._read_registry("pipelines")
+            _, pipelines, parsed = self._pipeline_registry()
             if name not in pipelines:
                 raise EngineError(f"Pipeline {name} is not defined", 404, "resource_not_found_exception")
-            pipeline = parse_pipeline(name, pipelines[name])
+            if name not in parsed:
+                parsed[name] = parse_pipeline(name, pipelines[name])
+            pipeline = parsed[name]
         if hybrid and (pipeline is None or not pipeline.phase):
             raise EngineError("a hybrid query needs a search pipeline with a normalization-processor or score-ranker-processor "
                               "(params={'search_pipeline': NAME} or index.search.default_pipeline)", 400, "illegal_argument_exception")
         return pipeline
+
+    def _pipeline_registry(self) -> tuple:
+        """The search pipelines, read again only when their file changed (another process may put one)."""
+        try:
+            status = (self.root / "_pipelines.json").stat()
+            identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+        except FileNotFoundError:
+            identity = None
+        cached = self._pipelines
+        if cached is None or cached[0] != identity:
+            cached = self._pipelines = (identity, self._read_registry("pipelines"), {})
+        return cached
 
     def _hit(self, store: IndexStore, index: str, ordinal: int, score: float, source_spec, explanation_body) -> dict:
         hit = {"_index": index, "_id": store.ids[ordinal], "_score": score}
