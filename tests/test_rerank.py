@@ -350,7 +350,8 @@ def test_first_stage_body_validates_against_the_spec(shop, tiny_encoder, api_spe
     """The rerank first stage (size K, vectors in `_source`) is a valid OpenSearch search body."""
     from opensearch_cir.compose.prepare import prepare
     from opensearch_cir.compose.rerank.run import first_stage
-    from opensearch_cir.dsl.validate import find_spec_dir, validate_request
+    from opensearch_cir.dsl.spec import find_spec_dir
+    from opensearch_cir.dsl.validate import validate_request
 
     spec = find_spec_dir(api_spec_dir)
     if spec is None:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from opensearch_cir import admin, dsl
-from opensearch_cir.dsl.validate import OPERATIONS, find_spec_dir, validate_request
+from opensearch_cir.dsl.spec import OPERATIONS, find_spec_dir
+from opensearch_cir.dsl.validate import validate_request
 from opensearch_cir.errors import BodyValidationError
 
 MODEL = SimpleNamespace(model_id="tiny-random-32", embedding_dim=32)
@@ -110,10 +111,10 @@ def test_search_and_ingest_pipelines_and_ml_bodies(spec):
 
 
 def test_every_operation_has_a_request_body_schema(spec):
-    from opensearch_cir.dsl.validate import _validator
+    from opensearch_cir.dsl.spec import validator
 
     for kind in OPERATIONS:
-        assert _validator(spec, kind) is not None
+        assert validator(spec, kind) is not None
 
 
 # -- what the spec alone rejects ------------------------------------------------------------------
@@ -194,11 +195,11 @@ def test_strict_ingest_ml_and_bulk_rules(spec):
 
 
 def test_strict_rules_run_without_the_spec(monkeypatch, tmp_path):
-    from opensearch_cir.dsl import validate
+    from opensearch_cir.dsl import spec as spec_module
 
     monkeypatch.setenv("CIR_OPENSEARCH_API_SPEC", str(tmp_path))
-    monkeypatch.setattr(validate, "_DEFAULT_SPEC", tmp_path)
-    assert validate.find_spec_dir() is None
+    monkeypatch.setattr(spec_module, "_DEFAULT_SPEC", tmp_path)
+    assert spec_module.find_spec_dir() is None
     validate_request("search_pipeline.put", dsl.PIPELINES["cir-rrf"])
     with pytest.raises(BodyValidationError, match="sum to"):
         validate_request("search_pipeline.put", dsl.normalization_pipeline(weights=[0.9, 0.9]))

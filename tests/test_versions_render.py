@@ -20,7 +20,8 @@ from opensearch_cir.compose.query import NORMALIZATIONS, STRATEGIES, CompositeQu
 from opensearch_cir.compose.rewrite import Rewrite
 from opensearch_cir.dialect import TESTED_VERSIONS, Dialect, UnsupportedFeatureError, parse_version
 from opensearch_cir.dsl.ml import connector_body, ingest_pipeline_body, model_register_body
-from opensearch_cir.dsl.validate import find_spec_dir, validate_request
+from opensearch_cir.dsl.spec import find_spec_dir
+from opensearch_cir.dsl.validate import validate_request
 
 DIALECTS = [Dialect(version) for version in TESTED_VERSIONS]
 IDS = [".".join(map(str, d.version)) for d in DIALECTS]
