@@ -166,6 +166,28 @@ def test_equal_texts_are_encoded_once_and_each_gets_its_vector(tiny_encoder):
     assert np.allclose(prepared.rewritten, rewritten, atol=1e-6)
 
 
+def test_without_a_caption_the_text_is_encoded_once_for_both_knn_clauses(tiny_encoder):
+    calls = []
+
+    class _Counting:
+        def __getattr__(self, name):
+            return getattr(tiny_encoder, name)
+
+        def encode_texts(self, texts):
+            calls.append(list(texts))
+            return tiny_encoder.encode_texts(texts)
+
+    prepared = prepare(_EmptyIndex(), "i", CompositeQuery(text="A dog runs on the beach ."), _Counting(), only_strategy=True)
+    assert calls == [["A dog runs on the beach ."]]
+    assert prepared.rewrite.text == "dog runs on the beach"  # BM25 still gets the cleaned text
+    assert np.array_equal(prepared.rewritten, prepared.text)
+    hybrid = prepared.render("hybrid").sub_queries
+    assert hybrid["caption_bm25"]["match"]["caption"]["query"] == "dog runs on the beach"
+    assert hybrid["caption_knn"]["knn"]["caption_vector"]["vector"] == hybrid["image_knn"]["knn"]["image_vector"]["vector"]
+    with_caption = prepare(_EmptyIndex(), "i", CompositeQuery(text="in red", caption="a blue car"), _Counting(), only_strategy=True)
+    assert calls[-1] == ["in red", "a red car"] and not np.array_equal(with_caption.rewritten, with_caption.text)
+
+
 def test_reference_exclusion_and_input_errors(tiny_encoder):
     class _Indexed(_EmptyIndex):
         def get(self, index, id):

@@ -76,9 +76,12 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
     if only_strategy:
         needed = texts_needed(query.strategy, query.weights)
         texts = {name: (value if name in needed else None) for name, value in texts.items()}
-    unique = list(dict.fromkeys(value for value in texts.values() if value is not None))
+    encoded_as = dict(texts)
+    if caption is None and texts["rewritten"] is not None and texts["text"] is not None:
+        encoded_as["rewritten"] = texts["text"]  # no caption: E_T(r) is E_T(T) (see `compose.query`)
+    unique = list(dict.fromkeys(value for value in encoded_as.values() if value is not None))
     encoded = dict(zip(unique, encoder.encode_texts(unique))) if unique else {}
-    vectors = {name: (encoded[value] if value is not None else None) for name, value in texts.items()}
+    vectors = {name: (encoded[value] if value is not None else None) for name, value in encoded_as.items()}
     image = S.mean_vector(image_vectors) if image_vectors else None
     phi = getattr(encoder, "phi", None)
     wants_phi = not only_strategy or query.strategy in PHI_STRATEGIES
