@@ -144,6 +144,8 @@ def test_hybrid_sub_queries_weights_and_normalisations(prepared):
     assert prepared.render("hybrid", Weights(bm25=0.3, image=0.4, caption=0.0)).weights == pytest.approx([3 / 7, 4 / 7], abs=1e-4)
     ids_only = prepared.render("hybrid", source=False).body
     assert ids_only["_source"] is False
+    # a composed search never reads hits.total, so it does not ask the engine to count
+    assert ids_only["track_total_hits"] is False and prepared.render("fusion").body["track_total_hits"] is False
     dsl.validate_request("search", ids_only)
 
 

@@ -583,6 +583,14 @@ def test_hybrid_total_counted_by_tantivy_equals_every_match_after_deletes_and_up
         body = {"size": 3, "query": {"hybrid": {"queries": queries}}}
         total = client.search(index="cir-total", body=body, params={"search_pipeline": "rrf"})["hits"]["total"]
         assert total == {"value": len(every_match), "relation": "eq"}, queries
+    # track_total_hits: false (what compose sends): the same hits, no total, and nothing counted
+    import opensearch_cir.engines.embedded.hybrid as hybrid_module
+
+    counted = client.search(index="cir-total", body=body, params={"search_pipeline": "rrf"})["hits"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hybrid_module, "_total_matches", lambda *a: pytest.fail("counted with track_total_hits false"))
+        uncounted = client.search(index="cir-total", body={**body, "track_total_hits": False}, params={"search_pipeline": "rrf"})["hits"]
+    assert "total" not in uncounted and uncounted["hits"] == counted["hits"]
 
 
 def test_a_search_pipeline_put_by_another_client_is_used_at_once(client, tmp_path):

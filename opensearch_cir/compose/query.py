@@ -348,7 +348,7 @@ def _assemble(
     if len(named) == 1:
         name, clause, _ = named[0]
         body = dsl.search_body(dsl.with_filter(clause, filter_clause), size=size)
-        return RenderedQuery(strategy, sub_queries, [1.0], body, None, None, excluded_ids, k)
+        return RenderedQuery(strategy, sub_queries, [1.0], _without_total(body), None, None, excluded_ids, k)
     weight_list = _unit_sum([weight for _, _, weight in named])
     if weights.normalization == "rrf":
         pipeline = dsl.rrf_pipeline(weights=weight_list, dialect=dialect)
@@ -356,7 +356,15 @@ def _assemble(
         pipeline = dsl.normalization_pipeline(weights.normalization, weights.combination, weight_list, dialect=dialect)
     body = dsl.hybrid_body(list(sub_queries.values()), size=size, pagination_depth=candidates, filter=filter_clause,
                            dialect=dialect)
-    return RenderedQuery(strategy, sub_queries, weight_list, body, dsl.pipeline_id(pipeline), pipeline, excluded_ids, k)
+    return RenderedQuery(strategy, sub_queries, weight_list, _without_total(body), dsl.pipeline_id(pipeline), pipeline,
+                         excluded_ids, k)
+
+
+def _without_total(body: dict) -> dict:
+    """`body` asking for no `hits.total`: a composed search returns its top k, and counting every
+    match (for a hybrid query, the union of all BM25 matches) is work nobody reads."""
+    body["track_total_hits"] = False
+    return body
 
 
 def _unit_sum(weights: list[float]) -> list[float]:

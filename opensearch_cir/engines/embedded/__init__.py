@@ -296,7 +296,8 @@ class EmbeddedClient:
             explain = bool(body.get("explain", False))
             if name == "hybrid":
                 pipeline = self._pipeline_for(store, params.get("search_pipeline"))
-                hybrid_hits, total = run_hybrid(executor, query["hybrid"], pipeline, from_=from_, size=size, max_result_window=window)
+                hybrid_hits, total = run_hybrid(executor, query["hybrid"], pipeline, from_=from_, size=size, max_result_window=window,
+                                                count=body.get("track_total_hits", True) is not False)
                 page = hybrid_hits[from_ : from_ + size]
                 hits = [self._hit(store, index, h.ordinal, h.score, body.get("_source", True), explanation(h, pipeline) if explain else None) for h in page]
                 max_score = hybrid_hits[0].score if hybrid_hits else 0.0  # neural-search reports 0.0

@@ -147,9 +147,11 @@ def _push_filter(query: dict, filter_clause: dict | None) -> dict:
     return {"bool": {"must": [query], "filter": [filter_clause]}}
 
 
-def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int, max_result_window: int = 10_000) -> tuple[list[HybridHit], int]:
+def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: int, size: int, max_result_window: int = 10_000,
+               count: bool = True) -> tuple[list[HybridHit], int | None]:
     """The first `from_ + size` (at least 1) combined hits, best first, of the top
-    `pagination_depth` of each sub-query, and the total (every document any sub-query matches)."""
+    `pagination_depth` of each sub-query, and the total (every document any sub-query matches;
+    None without `count`, as for `track_total_hits: false`)."""
     if not isinstance(hybrid, dict):
         raise EngineError("[hybrid] query malformed", 400, "parsing_exception")
     extra = set(hybrid) - {"queries", "pagination_depth", "filter", "boost", "_name"}
@@ -199,6 +201,8 @@ def run_hybrid(executor: Executor, hybrid: dict, pipeline: Pipeline, *, from_: i
         raise EngineError("Reached end of search result, increase pagination_depth value to see more results", 400, "illegal_argument_exception")
     hits = [HybridHit(int(all_ords[i]), float(combined[i]), _cells(raw[i], present[i]), _cells(norm[i], present[i]))
             for i in order[:max(from_ + size, 1)]]  # the page (and the best hit, for max_score)
+    if not count:
+        return hits, None
     complete = [lst.ords if len(lst.ords) < depth or _knn_within(query, depth) else None for lst, query in zip(lists, sub_queries)]
     return hits, _total_matches(executor, sub_queries, complete)
 
