@@ -142,7 +142,8 @@ def run_phase(server: Server, requests: list[dict], clients: int, seconds: float
 
 
 def engine_hybrid_ms(index_root: Path, corpus, n: int = 300) -> float:
-    """p50 of the engine's own hybrid query (BM25 + image knn + caption knn, l2 + mean), vectors precomputed."""
+    """p50 of the engine's own hybrid query (BM25 + image knn + caption knn, l2 + mean, no hits.total, as
+    the service's searches), vectors precomputed."""
     from opensearch_cir import dsl
     from opensearch_cir.engines.embedded import EmbeddedClient
 
@@ -156,6 +157,7 @@ def engine_hybrid_ms(index_root: Path, corpus, n: int = 300) -> float:
         vector = corpus.caption_vectors[rng.integers(len(corpus.ids))].tolist()
         body = dsl.hybrid_body([dsl.match_clause("caption", text), dsl.knn_clause("image_vector", vector, 100),
                                 dsl.knn_clause("caption_vector", vector, 100)], size=10, pagination_depth=100)
+        body["track_total_hits"] = False  # as compose sends it
         started = time.perf_counter()
         client.search(index=INDEX, body=body, params={"search_pipeline": "bench-hybrid"})
         times.append(time.perf_counter() - started)
