@@ -13,14 +13,19 @@ of pixels take a neighbouring source pixel); tests/test_torch_preprocess.py meas
 from __future__ import annotations
 
 import io
+import logging
 from collections import defaultdict
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
 from .manifest import ImageSpec
 from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes, shortest_edge_size
 
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact"}
 _EXIF_ORIENTATION = 0x0112
 
@@ -42,6 +47,8 @@ class TorchImagePreprocessor:
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._decode_jpeg = _nvjpeg_decoder() if self.device.type == "cuda" else None
+        self.pil_decoded = 0
+        """How many images went through PIL (non-JPEG, EXIF-rotated, CMYK, or refused by nvJPEG)."""
 
     @property
     def decoder(self) -> str:
@@ -69,7 +76,8 @@ class TorchImagePreprocessor:
             tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in jpegs.values()]
             try:
                 decoded = self._decode_jpeg(tensors)
-            except RuntimeError:  # e.g. CMYK or progressive variants nvJPEG refuses: PIL decodes the batch
+            except RuntimeError as exc:  # a variant nvJPEG refuses: PIL decodes this batch
+                logger.warning("nvJPEG refused a batch of %d JPEGs (%s); decoding them with PIL", len(jpegs), exc)
                 decoded = [self._pil_decode(data) for data in jpegs.values()]
             for index, image in zip(jpegs, decoded):
                 images[index] = image
@@ -124,6 +132,7 @@ class TorchImagePreprocessor:
         import numpy as np
         import torch
 
+        self.pil_decoded += 1
         image = load_image(item, self.max_pixels, min_side=self._decode_side)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()).to(self.device)
 
