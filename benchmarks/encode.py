@@ -75,15 +75,16 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b, axis=1).min())
 
 
-def write_random_clip(hf_dir: Path, config=None) -> Path:
-    """A random-weight CLIP checkpoint in HF format (default config: ViT-B/32), kept when already there."""
+def write_random_clip(hf_dir: Path, config=None, num_merges: int | None = None) -> Path:
+    """A random-weight CLIP checkpoint in HF format (default config: ViT-B/32), kept when already there;
+    `num_merges` limits the BPE merges (`clip_bpe.write_clip_bpe_files`; default all, 0 needs no open_clip)."""
     import torch
     import transformers
 
     from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files
 
     if not (hf_dir / "config.json").is_file():
-        write_clip_bpe_files(hf_dir)
+        write_clip_bpe_files(hf_dir, *([] if num_merges is None else [num_merges]))
         transformers.CLIPTokenizer.from_pretrained(hf_dir).save_pretrained(hf_dir)
         torch.manual_seed(0)
         transformers.CLIPModel(config or transformers.CLIPConfig()).save_pretrained(hf_dir)

@@ -61,14 +61,19 @@ def stage_env(args) -> None:
 
 
 def stage_prepare(args) -> None:
+    import importlib.util
+
     started = time.perf_counter()
-    write_random_clip(hf_dir(args), tiny_config() if args.tiny else None)
+    # the GPU machine has no open_clip (CLIP's merge list): byte-level tokens leave the image tower as it is
+    merges = None if importlib.util.find_spec("open_clip") and not args.tiny else 0
+    write_random_clip(hf_dir(args), tiny_config() if args.tiny else None, num_merges=merges)
     size = (320, 240) if args.tiny else (640, 480)
     images = synthetic_jpegs(8 if args.tiny else 256, size=size)
     (args.work / "jpegs").mkdir(exist_ok=True)
     for index, data in enumerate(images):
         (args.work / "jpegs" / f"{index:04d}.jpg").write_bytes(data)
     note(seconds=round(time.perf_counter() - started, 1), jpegs=len(images), jpeg_size="x".join(map(str, size)),
+         tokenizer="CLIP BPE" if merges is None else "byte-level CLIP vocabulary, no merges",
          model="tiny CLIP" if args.tiny else "ViT-B/32 CLIP (transformers CLIPConfig defaults), random weights")
 
 

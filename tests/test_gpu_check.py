@@ -86,3 +86,23 @@ def test_report_names_a_stage_the_shell_timed_out(tmp_path):
     # a result recorded before the limit still counts
     assert summary["best_model_only"]["images_per_s"] == 20000.0
     assert "20,000 img/s (torch.compile b1024): MET" in (tmp_path / "results.md").read_text()
+
+
+def test_a_byte_level_clip_vocabulary_needs_no_open_clip(tmp_path, monkeypatch):
+    """The GPU machine has no open_clip: the check's checkpoint then gets CLIP's byte symbols, no merges."""
+    import importlib.util
+
+    transformers = pytest.importorskip("transformers")
+    from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files
+    from opensearch_cir.errors import CIRError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "open_clip" else real_find_spec(name, *rest))
+    with pytest.raises(CIRError, match="open_clip"):
+        write_clip_bpe_files(tmp_path / "merged", num_merges=10)
+    write_clip_bpe_files(tmp_path / "bytes", num_merges=0)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(tmp_path / "bytes")
+    ids = tokenizer("a red dress")["input_ids"]
+    assert len(tokenizer) == 514 and len(ids) == 2 + 1 + 3 + 5  # start, a, r-e-d, d-r-e-s-s, end
+    assert ids[0] == tokenizer.convert_tokens_to_ids("<|startoftext|>")
