@@ -178,7 +178,8 @@ def stage_e2e_gpu(args) -> None:
     note(pixels_vs_pil_grey_levels={"mean": float(levels.mean()), "p999": float(np.quantile(levels, 0.999)),
                                     "max": float(levels.max())})
     batch = min(args.batches[0], len(data))
-    chunks = [data[start:start + batch] for start in range(0, len(data), batch)]
+    images = data if args.tiny else data * 4  # 4 batches a call, so that each decode thread has one
+    chunks = [images[start:start + batch] for start in range(0, len(images), batch)]
 
     def pipeline(chunk, encode=True):
         with torch.inference_mode():
@@ -186,8 +187,8 @@ def stage_e2e_gpu(args) -> None:
             return tower(pixels).float().cpu() if encode else pixels.sum().item()
 
     runs = {f"{preprocess.decoder} decode + preprocess only, 1 thread": (
-        lambda: [pipeline(chunk, encode=False) for chunk in chunks], len(data))}
-    runs[f"e2e {preprocess.decoder} + tower, 1 thread, b{batch}"] = (lambda: [pipeline(chunk) for chunk in chunks], len(data))
+        lambda: [pipeline(chunk, encode=False) for chunk in chunks], len(images))}
+    runs[f"e2e {preprocess.decoder} + tower, 1 thread, b{batch}"] = (lambda: [pipeline(chunk) for chunk in chunks], len(images))
     for threads in args.decode_threads:
         pool, streams = ThreadPoolExecutor(threads), [torch.cuda.Stream() if args.device == "cuda" else None for _ in range(threads)]
 
@@ -200,7 +201,7 @@ def stage_e2e_gpu(args) -> None:
             return result
 
         runs[f"e2e {preprocess.decoder} + tower, {threads} threads (a stream each), b{batch}"] = (
-            lambda pool=pool, on_stream=on_stream: list(pool.map(on_stream, enumerate(chunks))), len(data))
+            lambda pool=pool, on_stream=on_stream: list(pool.map(on_stream, enumerate(chunks))), len(images))
     for name, (rate, _) in measure(runs, args.seconds, rounds=3).items():
         record(name, rate, batch=batch, kind="e2e" if name.startswith("e2e") else "decode")
     note(images_decoded_by_pil=preprocess.pil_decoded)
@@ -260,7 +261,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="a tiny random CLIP instead of ViT-B/32 (dry runs)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per approach")
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 256,512,1024; tiny: 4,8)")
-    parser.add_argument("--decode-threads", default="4", help="comma-separated thread counts for GPU decode")
+    parser.add_argument("--decode-threads", default="4,8", help="comma-separated thread counts for GPU decode")
     parser.add_argument("--workers", type=int, default=0, help="CPU decode processes (default: all cores)")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode on CUDA")
     args = parser.parse_args(argv)

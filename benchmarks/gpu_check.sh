@@ -9,7 +9,7 @@
 # Writes $OUT/results.json, $OUT/results.md (the table), $OUT/log.txt and $OUT/nvidia-smi.txt
 # (OUT defaults to /tmp/cir-gpu-check/out). Extra arguments go to every stage (benchmarks/gpu_check.py).
 # GPU_CHECK_BUDGET (seconds, default 500) caps the whole script; stages left when it runs out are
-# reported as not run.
+# reported as not run. GPU_CHECK_STAGES="prepare torch compile" runs only those (a partial rerun).
 set -u
 cd "$(dirname "$0")/.."
 WORK=${GPU_CHECK_WORK:-/tmp/cir-gpu-check}
@@ -18,17 +18,21 @@ BUDGET=${GPU_CHECK_BUDGET:-500}
 PY=${PYTHON:-python3}
 STAGE_ARGS=("$@")
 mkdir -p "$OUT" "$WORK/parts"
-rm -f "$WORK"/parts/*
+rm -f "$WORK"/parts/*  # the model, the export and the JPEGs stay for a rerun on the same machine
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # nothing outside the GPU machine can be reached
 LOG=$OUT/log.txt
 START=$(date +%s)
 : >"$LOG"
 
-check() { "$PY" benchmarks/gpu_check.py "$@" --work "$WORK" --out "$OUT" "${STAGE_ARGS[@]}"; }
+check() { "$PY" benchmarks/gpu_check.py "$@" --work "$WORK" --out "$OUT" ${STAGE_ARGS[@]+"${STAGE_ARGS[@]}"}; }
 report() { check report >>"$LOG" 2>&1 || echo "report failed (rc $?)" >>"$LOG"; }
+
+wanted() { [ -z "${GPU_CHECK_STAGES:-}" ] || [[ " $GPU_CHECK_STAGES " == *" $1 "* ]]; }
 
 stage() {  # stage NAME LIMIT_SECONDS: run it within what is left of the budget, then refresh the report
     local name=$1 limit=$2 left rc
+    wanted "$name" || return 0
     left=$((BUDGET - ($(date +%s) - START) - 10))
     if [ "$left" -lt 15 ]; then
         echo "== $name: not run, the budget is spent" | tee -a "$LOG"
@@ -36,7 +40,7 @@ stage() {  # stage NAME LIMIT_SECONDS: run it within what is left of the budget,
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name (limit ${limit}s, at $(($(date +%s) - START))s)" | tee -a "$LOG"
-    timeout -k 5 "$limit" "$PY" benchmarks/gpu_check.py "$name" --work "$WORK" --out "$OUT" "${STAGE_ARGS[@]}" >>"$LOG" 2>&1
+    timeout -k 5 "$limit" "$PY" benchmarks/gpu_check.py "$name" --work "$WORK" --out "$OUT" ${STAGE_ARGS[@]+"${STAGE_ARGS[@]}"} >>"$LOG" 2>&1
     rc=$?
     echo "$rc" >"$WORK/parts/$name.rc"
     echo "== $name: exit $rc" | tee -a "$LOG"
@@ -47,8 +51,8 @@ stage() {  # stage NAME LIMIT_SECONDS: run it within what is left of the budget,
 stage env 60
 stage prepare 120
 # The ONNX export runs on the CPU beside the GPU-bound stages; the CPU decode pool and ONNX Runtime wait for it.
-(
-    timeout -k 5 300 nice -n 10 "$PY" benchmarks/gpu_check.py export --work "$WORK" --out "$OUT" "${STAGE_ARGS[@]}" \
+wanted export && (
+    timeout -k 5 300 nice -n 10 "$PY" benchmarks/gpu_check.py export --work "$WORK" --out "$OUT" ${STAGE_ARGS[@]+"${STAGE_ARGS[@]}"} \
         >"$WORK/export.log" 2>&1
     echo "$?" >"$WORK/parts/export.rc"
 ) &
@@ -57,8 +61,10 @@ stage torch 150
 stage e2e_gpu 120
 stage compile 240
 stage cudagraph 90
-wait "$EXPORT_PID"
-{ echo "== export (background): exit $(cat "$WORK/parts/export.rc")"; cat "$WORK/export.log"; } >>"$LOG"
+if wanted export; then
+    wait "$EXPORT_PID"
+    { echo "== export (background): exit $(cat "$WORK/parts/export.rc")"; cat "$WORK/export.log"; } >>"$LOG"
+fi
 report
 stage e2e_cpu 120
 stage ort 150
