@@ -81,6 +81,8 @@ def stage_trt(args) -> None:
     """ONNX Runtime's TensorRT provider with fp16 on the fp32 graph, where the installed wheel has it."""
     import onnxruntime as ort
 
+    from opensearch_cir.encoders import Manifest
+
     if args.device != "cuda" or "TensorrtExecutionProvider" not in ort.get_available_providers():
         raise Skip(f"no TensorrtExecutionProvider here ({ort.get_available_providers()})")
     folder = onnx_dir(args)
@@ -92,8 +94,8 @@ def stage_trt(args) -> None:
                "trt_profile_opt_shapes": f"pixel_values:{largest}x3x224x224",
                "trt_profile_max_shapes": f"pixel_values:{largest}x3x224x224"}
     started = time.perf_counter()
-    session = ort.InferenceSession(str(folder / "image.onnx"), providers=[("TensorrtExecutionProvider", options),
-                                                                          "CUDAExecutionProvider"])
+    graph = folder / Manifest.load(folder).graph("image", "fp32")  # TensorRT makes its own fp16 engine
+    session = ort.InferenceSession(str(graph), providers=[("TensorrtExecutionProvider", options), "CUDAExecutionProvider"])
     run = bound_run(ort, session, "cuda", largest)
     run()
     name = f"onnxruntime TensorRT fp16, device pixels b{largest}"
