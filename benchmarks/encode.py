@@ -75,22 +75,32 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b, axis=1).min())
 
 
-def export_random_vit_b32(work_dir: Path, precisions: list[str]):
-    """Random-weight ViT-B/32 CLIP in HF format, exported at `precisions` (reused when `work_dir` has them)."""
+def write_random_clip(hf_dir: Path, config=None, num_merges: int | None = None) -> Path:
+    """A random-weight CLIP checkpoint in HF format (default config: ViT-B/32), kept when already there;
+    `num_merges` limits the BPE merges (`clip_bpe.write_clip_bpe_files`; default all, 0 needs no open_clip)."""
     import torch
     import transformers
 
     from opensearch_cir.encoders.clip_bpe import write_clip_bpe_files
-    from opensearch_cir.encoders.export import export_hf
 
-    hf_dir, onnx_dir = work_dir / "hf", work_dir / "onnx"
     if not (hf_dir / "config.json").is_file():
-        write_clip_bpe_files(hf_dir)
+        write_clip_bpe_files(hf_dir, *([] if num_merges is None else [num_merges]))
         transformers.CLIPTokenizer.from_pretrained(hf_dir).save_pretrained(hf_dir)
         torch.manual_seed(0)
-        transformers.CLIPModel(transformers.CLIPConfig()).save_pretrained(hf_dir)
-        transformers.CLIPImageProcessorPil().save_pretrained(hf_dir)
-    onnx_dir = onnx_dir.with_name(f"onnx-{'-'.join(precisions)}")
+        transformers.CLIPModel(config or transformers.CLIPConfig()).save_pretrained(hf_dir)
+        # transformers >= 5 names the PIL-backed processor CLIPImageProcessorPil, older ones CLIPImageProcessor
+        (getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor)().save_pretrained(hf_dir)
+    return hf_dir
+
+
+def export_random_vit_b32(work_dir: Path, precisions: list[str], config=None):
+    """Random-weight ViT-B/32 CLIP in HF format, exported at `precisions` (reused when `work_dir` has them)."""
+    import transformers
+
+    from opensearch_cir.encoders.export import export_hf
+
+    hf_dir = write_random_clip(work_dir / "hf", config)
+    onnx_dir = work_dir / f"onnx-{'-'.join(precisions)}"
     if not (onnx_dir / "manifest.json").is_file():
         started = time.perf_counter()
         export_hf(hf_dir, onnx_dir, precisions=precisions, model_id="vit-b-32-random")

@@ -4,7 +4,8 @@ Used to build Hugging Face-format CLIP checkpoints offline (tests, benchmarks, t
 real CLIP tokenizer: `bpe_simple_vocab_16e6.txt.gz` in the `open_clip_torch` wheel holds the merge
 list; the vocabulary is the 256 byte symbols, the same with `</w>`, one token per merge, then
 `<|startoftext|>` and `<|endoftext|>` (49408 tokens with all merges: the ids CLIP uses).
-A shorter merge prefix gives a smaller, still consistent vocabulary.
+A shorter merge prefix gives a smaller, still consistent vocabulary; none (byte-level tokens only)
+needs no open_clip.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ def write_clip_bpe_files(folder: str | Path, num_merges: int = ALL_MERGES) -> tu
     """Write `vocab.json` and `merges.txt` (Hugging Face CLIPTokenizer format) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    merges = gzip.open(open_clip_vocab_file()).read().decode("utf-8").split("\n")[1:num_merges + 1]
+    merges = gzip.open(open_clip_vocab_file()).read().decode("utf-8").split("\n")[1:num_merges + 1] if num_merges else []
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge.split()) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
     vocab_path.write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
-    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    merges_path.write_text("#version: 0.2\n" + "".join(merge + "\n" for merge in merges))
     return vocab_path, merges_path
