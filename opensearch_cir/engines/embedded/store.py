@@ -277,6 +277,17 @@ class IndexStore(Writes, TextIndex, Snapshots):
             cached = self._array_cache[key] = np.frombuffer(values, dtype=np.int64).copy() if len(values) else np.empty(0, np.int64)
         return cached
 
+    def ords_mask(self, key: tuple, values: array, n: int) -> np.ndarray:
+        """`ords_array` as a read-only boolean mask over `n` ordinals, cached the same way."""
+        mask_key = (*key, "#mask", n)
+        cached = self._array_cache.get(mask_key)
+        if cached is None:
+            cached = np.zeros(n, dtype=bool)
+            cached[self.ords_array(key, values)] = True
+            cached.flags.writeable = False
+            self._array_cache[mask_key] = cached
+        return cached
+
     def record(self, ordinal: int) -> dict:
         if self._log_fd is None:
             self._log_fd = os.open(self.log_path, os.O_RDONLY)

@@ -44,10 +44,9 @@ class KnnClauses:
             vector = data_types.parse(vector.tolist(), field_store.data_type, field_store.dim, "illegal_argument_exception")
         if field_store.space == "cosinesimil" and not vector.any():
             raise EngineError("zero vector is not supported when space type is [cosinesimil]", 400, "illegal_argument_exception")
-        candidates = self.live.copy()
         column = self._column(field)
-        has_vector = self._mask_of(self.store.ords_array((field, "#present"), column.present)) if column else np.zeros(self.n, bool)
-        candidates &= has_vector
+        has_vector = self.store.ords_mask((field, "#present"), column.present, self.n) if column else np.zeros(self.n, bool)
+        candidates = self.live & has_vector
         filtered = params.get("filter") is not None
         if filtered:
             candidates &= self.matches(params["filter"])
