@@ -164,17 +164,17 @@ class Writes:
             self._publish()
 
     # --- acknowledged writes -----------------------------------------------------------------------
-    def append_batch(self, lines: list[bytes], rows: dict[str, np.ndarray], added: int, states: dict) -> None:
+    def append_batch(self, body: bytes, rows: dict[str, np.ndarray], added: int, states: dict) -> None:
         """Durably append one bulk (lock held): the mapping if it grew, then the vector rows and the
-        log batch, written and fsynced side by side (the batch header holds the rows' CRC, so a log
-        batch whose rows did not reach the disk is torn); returns once it is acknowledged.
-        `states` are the ids' new (ordinal, version)."""
+        log batch (`body`: its records, JSON lines), written and fsynced side by side (the batch header
+        holds the rows' CRC, so a log batch whose rows did not reach the disk is torn); returns once
+        it is acknowledged. `states` are the ids' new (ordinal, version)."""
         fields = sorted(self.vector_fields.items()) if added else []
         blocks = [data_types.to_storage(rows[path], field.data_type) for path, field in fields]  # the bytes written
         crc = 0
         for block in blocks:
             crc = zlib.crc32(block, crc)
-        framed = frame_batch(lines, added, crc)
+        framed = frame_batch(body, added, crc)
         sync = fsync_per_bulk(self.settings)
         try:
             if self.mapping_may_grow and self.mapping.raw != self.written_mappings:
