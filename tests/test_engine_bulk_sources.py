@@ -1,5 +1,5 @@
 """The bulk's source check: sources of string fields only are written without the JSON encoder
-(`SourceChecker._plain_json`), with the batch checked at once for escapes and lone surrogates;
+(`SourceChecker._plain`), with the batch checked at once for escapes and lone surrogates;
 what they store must be byte for byte what the general path (`dumps_compact`) writes, and the
 errors the same, per document."""
 
@@ -50,7 +50,7 @@ def test_plain_sources_are_written_byte_for_byte_as_the_json_encoder_writes_them
         stripped = sources_without(source, store.vector_fields)
         assert result[0] == dumps_compact(json.loads(json.dumps(stripped))), source
         assert result[1] == (("v",) if source.get("v") is not None else ())
-        fast += checker._plain_json(source, []) is not None
+        fast += checker._plain(source, 0, {path: [None] for path in store.vector_fields}, []) is not None
     assert fast == len(TRICKY) + 4 + 5  # every source of strings only took the fast path (escapes or not)
     client.close()
 

@@ -112,7 +112,7 @@ class SourceChecker:
         Text that is not UTF-8 (a lone surrogate) fails its source; the batch is checked at once."""
         values = {path: [None] * len(sources) for path in self.vector_fields}
         results: list = []
-        strings: list[str] = []  # the strings of the sources written by `_plain_json`
+        strings: list[str] = []  # the strings of the sources written by `_plain`
         spans: list[tuple[int, int, int]] = []  # (source, first string, end)
         for i, source in enumerate(sources):
             try:
@@ -137,22 +137,21 @@ class SourceChecker:
     def _check(self, source, i: int, vectors: dict[str, list], strings: list[str]) -> tuple[str, tuple[str, ...]]:
         if not isinstance(source, dict):
             raise EngineError("the document source must be a JSON object", 400, "mapper_parsing_exception")
-        if self.nested_vectors:
+        if not self.nested_vectors:
+            plain = self._plain(source, i, vectors, strings)
+            if plain is not None:
+                return plain
+            found = [(path, source[path]) for path in self.vector_paths if path in source]
+            if found:
+                source = sources_without(source, self.vector_fields)
+        else:
             source = copy.deepcopy(source)
             found = [(path, pop_path(source, path)) for path in self.vector_paths]
-        else:
-            found = [(path, source[path]) for path in self.vector_paths if path in source]
         paths = []
         for path, value in found:
             if value is not None:
                 vectors[path][i] = value
                 paths.append(path)
-        if not self.nested_vectors:
-            text = self._plain_json(source, strings)
-            if text is not None:
-                return text, tuple(paths)
-            if found:
-                source = sources_without(source, self.vector_fields)
         try:
             source = json.loads(json.dumps(source, allow_nan=False))
         except (TypeError, ValueError) as exc:
@@ -165,19 +164,25 @@ class SourceChecker:
                 normalise(spec, leaf_values)  # raises mapper_parsing_exception on bad values
         return dumps_compact(source), tuple(paths)
 
-    def _plain_json(self, source: dict, strings: list[str]) -> str | None:
-        """The JSON of a source without its vectors when every other field is a string (or a list
-        of strings) of a mapped top-level text/keyword field, written as `dumps_compact` would on
-        the assumption that no string needs an escape (`check_all` checks that for the whole
-        batch); None for any other source, which goes through dynamic mapping and parsing."""
+    def _plain(self, source: dict, i: int, vectors: dict[str, list], strings: list[str]) -> tuple[str, tuple[str, ...]] | None:
+        """(JSON of the source without its vectors, vector paths) when every other field is a
+        string (or a list of strings) of a mapped top-level text/keyword field: written as
+        `dumps_compact` would on the assumption that no string needs an escape (`check_all` checks
+        that for the whole batch), its vectors taken aside. None for any other source, which goes
+        through dynamic mapping and parsing."""
         parts = []
+        paths = []
         first = len(strings)
+        vector_fields, string_fields = self.vector_fields, self.string_fields
         for key, value in source.items():
-            if key in self.vector_fields:
+            if key in vector_fields:
                 if value is None:
                     parts.append(f'"{key}":null')
+                else:
+                    vectors[key][i] = value
+                    paths.append(key)
                 continue
-            if type(key) is not str or key not in self.string_fields:
+            if type(key) is not str or key not in string_fields:
                 break
             if type(value) is str:
                 parts.append(f'"{key}":"{value}"')
@@ -188,10 +193,11 @@ class SourceChecker:
             else:
                 break
         else:
-            return "{" + ",".join(parts) + "}"
+            if len(paths) > 1:
+                paths.sort()
+            return "{" + ",".join(parts) + "}", tuple(paths)
         del strings[first:]
         return None
-
 
 
 def sources_without(source: dict, vector_fields) -> dict:
