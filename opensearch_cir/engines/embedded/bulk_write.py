@@ -4,7 +4,8 @@ pass, each knn_vector field as one array), then logged in one acknowledged appen
 Item results follow OpenSearch's order of checks: the id, a `create` on an existing id (409), a
 `delete` of a missing one (404), then the source against the mapping (400, `mapper_parsing_exception`).
 A source whose top-level fields are all strings of mapped text/keyword fields (plus vectors) is
-checked without walking it; any other goes through dynamic mapping and per-type parsing.
+written as JSON by joining its strings, checked once per batch for escapes and lone surrogates;
+any other goes through the JSON encoder, dynamic mapping and per-type parsing.
 """
 
 from __future__ import annotations
