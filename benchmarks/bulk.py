@@ -1,6 +1,7 @@
 """Bulk writes: the embedded engine's `bulk` against LanceDB's `table.add`, the same batches, interleaved.
 
     python benchmarks/bulk.py [--docs 12800] [--batch 32] [--batch 256] [--durability request] [--lists]
+    python benchmarks/bulk.py --only-ingest-cpu
 
 Each document: a caption, two 256-d float vectors (image, caption), a content hash and a model id
 (what `cir ingest` writes). Batch i goes to the embedded engine, then the same batch to LanceDB
@@ -21,6 +22,12 @@ refreshes during a run longer than that, inside the timed bulks); LanceDB's `add
 no full-text or vector index either (`create_fts_index` / `create_index` are separate calls).
 Vectors are given to `bulk` as numpy arrays, as opensearch-py's serializer also accepts them;
 `--lists` sends Python lists (a JSON client's body) and times their construction too.
+
+Last, the CPU time per document of the embedded bulk alone (this process, all threads, 256 per
+bulk, request durability) for the documents `cir ingest` writes, built by its `DocumentBuilder`
+(vectors as lists of floats; images only: image_vector, content_hash, model_id, image_uri; with
+captions: 5 captions and a caption_vector too), into an index set up as `cir ingest` does
+(`setup_index`); and the CPU time of the refresh that indexes them.
 """
 
 from __future__ import annotations
@@ -51,7 +58,10 @@ def main() -> None:
     parser.add_argument("--durability", choices=["request", "async"], action="append",
                         help="index.translog.durability of the embedded index (default: both)")
     parser.add_argument("--lists", action="store_true", help="vectors as Python lists in the bulk body")
+    parser.add_argument("--only-ingest-cpu", action="store_true", help="only the CPU per document of cir ingest's documents")
     args = parser.parse_args()
+    if args.only_ingest_cpu:
+        return ingest_documents_cpu(args.dim)
     import lancedb
     import pyarrow as pa
 
@@ -111,6 +121,59 @@ def main() -> None:
             client.close()
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    ingest_documents_cpu(args.dim)
+
+
+def ingest_documents_cpu(dim: int, n: int = 5120, batch: int = 256) -> None:
+    """CPU ms per document of the embedded bulk (and of the refresh after it) for cir ingest's documents."""
+    from contextlib import nullcontext
+
+    from opensearch_cir.admin import setup_index
+    from opensearch_cir.encoders.manifest import Manifest
+    from opensearch_cir.engines.embedded import EmbeddedClient
+    from opensearch_cir.ingest.documents import DocumentBuilder, EncodedImage
+    from opensearch_cir.ingest.records import Record, document_id
+    from opensearch_cir.resources import resolve_model_dir
+
+    class Encoder:
+        model_id = "bench"
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    words = ["dog", "grass", "red", "dress", "man", "bicycle", "street", "blue", "jacket", "beach"]
+    builder = DocumentBuilder(Encoder(), lambda stage: nullcontext())
+    print(f"\nCPU per document of the embedded bulk ({batch} per bulk, request durability), cir ingest's documents; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| documents | bulk CPU ms/doc | refresh CPU ms/doc |")
+    print("| --- | --- | --- |")
+    for captions in (False, True):
+        work = Path(tempfile.mkdtemp(prefix="cir-bulk-ingest-"))
+        try:
+            client = EmbeddedClient(work)
+            setup_index(client, "cir-ingest", Manifest.load(resolve_model_dir(None)))
+            bodies = []
+            for start in range(0, n, batch):
+                body = []
+                for i in range(start, min(start + batch, n)):
+                    texts = [" ".join(rng.choice(words, 10)) for _ in range(5)] if captions else []
+                    item = EncodedImage(Record(b"", captions=texts, uri=f"images/{i}.jpg"), document_id(str(i).encode()), vectors[i])
+                    body += [{"index": {"_index": "cir-ingest", "_id": item.content_hash}},
+                             builder.source(item, vectors[i] if captions else None)]
+                bodies.append(body)
+            assert not client.bulk(body=bodies[0])["errors"]  # the first bulk of a process warms up
+            started = time.process_time()
+            for body in bodies[1:]:
+                assert not client.bulk(body=body)["errors"]
+            bulk_cpu = (time.process_time() - started) * len(bodies) / (len(bodies) - 1)
+            started = time.process_time()
+            client.indices.refresh(index="cir-ingest")
+            refresh_cpu = time.process_time() - started
+            client.close()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"| {'5 captions + caption_vector' if captions else 'images only'} | {1000 * bulk_cpu / n:.3f} | "
+              f"{1000 * refresh_cpu / n:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

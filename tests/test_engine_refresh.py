@@ -177,6 +177,25 @@ def test_async_durability_fsyncs_at_refresh_and_close_not_per_bulk(tmp_path, mon
     assert client.count(index=INDEX)["count"] == 3
 
 
+def test_request_durability_fsyncs_every_file_once_after_all_are_written(tmp_path, monkeypatch):
+    """The rows and the log batch are written first and fsynced together (one journal commit
+    serves them): when any fsync starts, every file already holds the whole batch."""
+    from opensearch_cir.engines.embedded import writes
+
+    client = make_index(tmp_path)
+    index_docs(client, ["first"])
+    folder = tmp_path / INDEX
+    files = [folder / "docs.log", folder / "vectors" / "v.f32"]
+    seen = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(writes.os, "fsync", lambda fd: (seen.append([path.stat().st_size for path in files]), real_fsync(fd)))
+    index_docs(client, ["a", "b", "c"])
+    final = [path.stat().st_size for path in files]
+    assert len(seen) == 2 and all(sizes == final for sizes in seen)  # the log (here) and the rows (pool), each once
+    assert final[1] == 4 * DIM * 4
+    client.close()
+
+
 def test_one_validation_pass_keeps_ordinals_and_vectors_aligned(tmp_path):
     client = make_index(tmp_path)
     good = {

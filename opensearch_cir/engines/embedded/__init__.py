@@ -85,9 +85,10 @@ class EmbeddedClient:
         return {"name": "embedded", "cluster_name": str(self.root), "tagline": "opensearch-cir embedded engine",
                 "version": {"distribution": EMBEDDED_DISTRIBUTION, "number": EMBEDDED_VERSION}}
 
-    def _store(self, index: str, *, publish: bool = True) -> IndexStore:
-        """The open store of `index`, caught up with the latest refresh; `publish` (reads) first
-        refreshes acknowledged writes unless another process is writing."""
+    def _store(self, index: str, *, publish: bool = True, catch_up: bool = True) -> IndexStore:
+        """The open store of `index`, caught up with the latest refresh (unless not `catch_up`: a
+        writer catches up when it takes the lock); `publish` (reads) first refreshes acknowledged
+        writes unless another process is writing."""
         if not isinstance(index, str) or "," in index or "*" in index or index == "_all":
             raise UnsupportedQueryError(f"index expressions ({index!r}) are not supported here; name one index")
         store = self._stores.get(index)
@@ -99,7 +100,8 @@ class EmbeddedClient:
             if not (folder / "manifest.json").exists():
                 raise EngineError(f"no such index [{index}]", 404, "index_not_found_exception")
             store = self._stores[index] = IndexStore(folder)
-        store.refresh(publish=publish)
+        if catch_up:
+            store.refresh(publish=publish)
         return store
 
     def _forget(self, index: str) -> None:
@@ -173,7 +175,7 @@ class EmbeddedClient:
         try:
             for index in indices:
                 try:
-                    store = self._store(index, publish=False)
+                    store = self._store(index, publish=False, catch_up=False)
                 except EngineError as exc:
                     if exc.status != 404:
                         raise

@@ -44,11 +44,10 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
-def frame_batch(lines: list[bytes], docs: int, vectors_crc: int) -> bytes:
-    """A batch of log lines behind its header line: {"op":"batch","bytes","docs","crc","vcrc"}
+def frame_batch(body: bytes, docs: int, vectors_crc: int) -> bytes:
+    """A batch of log lines (`body`) behind its header line: {"op":"batch","bytes","docs","crc","vcrc"}
     (`vcrc`: the CRC-32 of the batch's vector rows). A batch counts only when all of it and its
     vector rows are on disk (`scan_batches`), so a bulk is all or nothing."""
-    body = b"".join(lines)
     header = dumps_compact({"op": "batch", "bytes": len(body), "docs": docs, "crc": zlib.crc32(body), "vcrc": vectors_crc})
     return header.encode("utf-8") + b"\n" + body
 

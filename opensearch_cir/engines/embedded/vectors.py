@@ -71,7 +71,7 @@ class VectorField:
         """Append parsed rows [m, width] (`data_types.parse` values); durably (fsync before
         returning) unless `sync` is False."""
         with open(self.path, "ab") as f:
-            f.write(data_types.to_storage(rows, self.data_type).tobytes())
+            f.write(data_types.to_storage(rows, self.data_type).data)
             f.flush()
             if sync:
                 os.fsync(f.fileno())

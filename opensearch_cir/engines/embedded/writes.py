@@ -29,6 +29,7 @@ import re
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 import numpy as np
 
@@ -41,8 +42,8 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _sync_pool() -> ThreadPoolExecutor:
-    """Threads for writes and fsyncs side by side (they release the GIL); one pool per process, as
-    a forked child inherits the parent's pool without its threads."""
+    """Threads for fsyncs side by side (they release the GIL); one pool per process, as a forked
+    child inherits the parent's pool without its threads."""
     pool = _POOLS.get(os.getpid())
     if pool is None:
         pool = _POOLS[os.getpid()] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cir-fsync")
@@ -164,32 +165,34 @@ class Writes:
             self._publish()
 
     # --- acknowledged writes -----------------------------------------------------------------------
-    def append_batch(self, lines: list[bytes], rows: dict[str, np.ndarray], added: int, states: dict) -> None:
+    def append_batch(self, body: bytes, rows: dict[str, np.ndarray], added: int, states: dict) -> None:
         """Durably append one bulk (lock held): the mapping if it grew, then the vector rows and the
-        log batch, written and fsynced side by side (the batch header holds the rows' CRC, so a log
-        batch whose rows did not reach the disk is torn); returns once it is acknowledged.
-        `states` are the ids' new (ordinal, version)."""
+        log batch (`body`: its records, JSON lines), written and fsynced side by side (the batch header
+        holds the rows' CRC, so a log batch whose rows did not reach the disk is torn); returns once
+        it is acknowledged. `states` are the ids' new (ordinal, version)."""
         fields = sorted(self.vector_fields.items()) if added else []
         blocks = [data_types.to_storage(rows[path], field.data_type) for path, field in fields]  # the bytes written
         crc = 0
         for block in blocks:
             crc = zlib.crc32(block, crc)
-        framed = frame_batch(lines, added, crc)
+        framed = frame_batch(body, added, crc)
         sync = fsync_per_bulk(self.settings)
         try:
             if self.mapping_may_grow and self.mapping.raw != self.written_mappings:
                 self.write_meta()
             self.mapping_may_grow = False
-            appends = [_sync_pool().submit(field.append, block, sync=sync) for (_, field), block in zip(fields, blocks)]
-            try:
-                with open(self.log_path, "ab") as f:
-                    f.write(framed)
-                    f.flush()
-                    if sync:
+            for (_, field), block in zip(fields, blocks):
+                field.append(block, sync=False)
+            with open(self.log_path, "ab") as f:
+                f.write(framed)
+                f.flush()
+                if sync:  # every file written first, then fsynced at once: one journal commit for all
+                    syncs = [_sync_pool().submit(_fsync_path, field.path) for _, field in fields]
+                    try:
                         os.fsync(f.fileno())
-            finally:
-                for append in appends:
-                    append.result()  # <- acknowledged once all are done
+                    finally:
+                        for done in futures_wait(syncs).done:
+                            done.result()  # <- acknowledged once all are done
         except BaseException:
             self.log_end = -1  # the next writer truncates whatever this left
             raise
