@@ -232,10 +232,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(args, wall_rates, cpu_rates, ceilings, loads, check)
-    report_paired(paired, cpu_rates)
+    report_paired(paired, cpu_rates, ceilings, args.images)
 
 
-def report_paired(paired: dict[str, list[float]], cpu_rates) -> None:
+def report_paired(paired: dict[str, list[float]], cpu_rates, ceilings: list[dict], n: int) -> None:
     """Images only: each run's img/s over the pure encoding timed in its own process around it."""
     print("\n| images only, paired with pure encoding in the same process | per round | median |")
     print("| --- | --- | --- |")
@@ -243,6 +243,11 @@ def report_paired(paired: dict[str, list[float]], cpu_rates) -> None:
               "null": "new tree into a client whose bulk does nothing (CEILING, not ingestion)"}
     for name, ratios in paired.items():
         print(f"| {labels[name]} | {', '.join(f'{r:.2f}' for r in ratios)} | {np.median(ratios):.2f} |")
+    pure_cpu_ms = 1000 * np.median([c["encode_cpu"] for c in ceilings]) / n
+    for name in paired:
+        cpu_ms = 1000 / np.median(cpu_rates[(name, "0")])
+        print(f"{labels[name]}: {cpu_ms:.2f} CPU ms per image = {pure_cpu_ms / cpu_ms:.2f} of pure encoding per CPU "
+              f"({pure_cpu_ms:.2f}), the wall ratio with every core busy")
     if "null" in paired:  # CPU-bound: wall time grows with the CPU per image
         cpu_ms = 1000 / np.median(cpu_rates[("null", "0")])
         projected = np.median(paired["null"]) * cpu_ms / (cpu_ms + BULK_TARGET_MS)

@@ -69,8 +69,8 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, *,
     truncated, corrupt or non-image input and `ImageTooLargeError` above `max_pixels` pixels.
     With `draft` (e.g. `ImagePreprocessor.draft_scale`), a function of the stored (width, height)
     giving the largest reduction d (1, 2, 4 or 8) the caller tolerates, a JPEG is decoded at
-    1/d of its size by libjpeg's DCT scaling: the smallest DCT coefficients are never computed, so
-    a 224 px photo decodes ~1.7× faster at 1/2 and a 40 MP one ~5× faster at 1/8 with 1/64 of the memory.
+    1/d of its size by libjpeg's DCT scaling (the high-frequency coefficients are never inverted):
+    a 224 px photo decodes ~1.5× faster at 1/2, a 40 MP one at 1/8 in 1/64 of the memory.
     """
     name = describe_source(source)
     if isinstance(source, Image.Image):
