@@ -251,8 +251,10 @@ def report_paired(paired: dict[str, list[float]], cpu_rates, ceilings: list[dict
     if "null" in paired:  # CPU-bound: wall time grows with the CPU per image
         cpu_ms = 1000 / np.median(cpu_rates[("null", "0")])
         projected = np.median(paired["null"]) * cpu_ms / (cpu_ms + BULK_TARGET_MS)
-        print(f"projection, with a bulk of {BULK_TARGET_MS} CPU ms per document: the null-writer ratio x "
-              f"{cpu_ms:.2f} / ({cpu_ms:.2f} + {BULK_TARGET_MS}) CPU ms per image = {projected:.2f} (both cores busy)")
+        print(f"projection, with a bulk of {BULK_TARGET_MS} CPU ms per document: the null-writer paired ratio x "
+              f"{cpu_ms:.2f} / ({cpu_ms:.2f} + {BULK_TARGET_MS}) = {projected:.2f}; per CPU, pure encoding's "
+              f"{pure_cpu_ms:.2f} / ({cpu_ms:.2f} + {BULK_TARGET_MS}) = {pure_cpu_ms / (cpu_ms + BULK_TARGET_MS):.2f} "
+              f"(the wall ratio with every core busy)")
 
 
 def report(args, wall_rates, cpu_rates, ceilings, loads, check) -> None:
