@@ -13,6 +13,7 @@ from PIL import Image
 
 from opensearch_cir.encoders.manifest import ImageSpec
 from opensearch_cir.encoders.preprocess import DCT_SCALES, DRAFT_MARGIN, ImagePreprocessor, drafted_source, load_image
+from opensearch_cir.errors import ImageDecodeError
 
 SIDES = [1, 31, 64, 95, 96, 97, 143, 144, 191, 192, 224, 256, 375, 500, 768, 769, 1000, 4000, 6000]
 STORED = [(224, 224), (500, 375), (375, 500), (97, 61), (1000, 225), (1600, 1200), (161, 600)]
@@ -92,6 +93,18 @@ def test_reduced_decode_stays_close_to_a_full_decode(rule):
         difference = np.abs(full - reduced) / level
         # a pasted image one pixel off, or a partial last pixel taken for whole, gives 3 / 12 / 20 here
         assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 6 and difference.max() <= 10, (width, height)
+
+
+@pytest.mark.parametrize("mode, options", [("L", {}), ("CMYK", {}), ("RGB", {"progressive": True}), ("RGB", {"subsampling": 0})],
+                         ids=["grayscale", "cmyk", "progressive", "4:4:4"])
+def test_jpeg_variants_decode_reduced_with_their_geometry(mode, options):
+    preprocess = ImagePreprocessor(SPECS["pad_square"])
+    data = _jpeg(_photo(500, 375).convert(mode), **options)
+    reduced = load_image(data, draft=preprocess.draft_scale)
+    assert reduced.mode == "RGB" and reduced.size == (125, 94) and drafted_source(reduced) == (500, 375, 4)
+    assert np.abs(preprocess(reduced) - preprocess(load_image(data))).mean() < 1 / 255 / 0.25
+    with pytest.raises(ImageDecodeError):  # a truncated file still fails at the reduced scale
+        load_image(data[: len(data) // 2], draft=preprocess.draft_scale)
 
 
 def test_flickr8k_image_vectors_match_a_full_decode(shared_data):

@@ -139,7 +139,7 @@ def _decode(data: bytes, max_pixels: int, name: str, draft: Callable[[int, int],
             if reduction > 1:  # PIL picks the largest of 8, 4, 2 that the requested size divides into:
                 image.draft(None, (width // reduction, height // reduction))  # exactly `reduction`
             image.load()
-            if reduction > 1:
+            if reduction > 1 and image.size == _reduced_size(width, height, reduction):
                 image.info[DRAFT_INFO] = (width, height, reduction)
     except ImageTooLargeError:
         raise
