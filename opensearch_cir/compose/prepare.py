@@ -104,8 +104,8 @@ def _encode_references(encoder: Any, items: Sequence[Any], blobs: list[bytes]) -
     """Image vectors of the reference images; `DecodedImage`s are encoded from their pixels."""
     if not any(isinstance(item, DecodedImage) for item in items):
         return encoder.encode_images(blobs)
-    side = encoder.preprocess.decode_side
-    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels, min_side=side))
+    draft = encoder.preprocess.draft_scale
+    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels, draft=draft))
               for item, blob in zip(items, blobs)]
     return encoder.encode_pixels(np.stack(pixels))
 

@@ -107,7 +107,7 @@ class Encoder:
 
     def encode_images(self, items: Iterable[ImageSource]) -> np.ndarray:
         """Embed images given as paths, bytes or PIL images; bad items raise ImageDecodeError/ImageTooLargeError."""
-        pixels = [self.preprocess(load_image(item, self.max_pixels, min_side=self.preprocess.decode_side)) for item in items]
+        pixels = [self.preprocess(load_image(item, self.max_pixels, draft=self.preprocess.draft_scale)) for item in items]
         if not pixels:
             return np.zeros((0, self.dim), np.float32)
         return self.encode_pixels(np.stack(pixels))

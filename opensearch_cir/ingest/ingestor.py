@@ -213,7 +213,7 @@ class Ingestor:
         """Worker thread: decode and preprocess into the image graph's input."""
         try:
             with self._timer("decode"):
-                pixels = self._preprocess(load_image(item.data, max_pixels=self.max_pixels, min_side=self._preprocess.decode_side))
+                pixels = self._preprocess(load_image(item.data, max_pixels=self.max_pixels, draft=self._preprocess.draft_scale))
         except Exception as exc:
             raise StageError("decode", exc) from exc
         return _Prepared(item.record, item.content_hash, pixels)

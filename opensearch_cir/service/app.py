@@ -259,7 +259,7 @@ async def _reference_images(uploads: list[UploadFile], urls: list[str], settings
 
 def _decoded(data: bytes, name: str, settings: Settings, encoder: Any) -> DecodedImage:
     """`data` decoded within the service's limits and preprocessed for `encoder`."""
-    with decode_image(data, name, settings, encoder.preprocess.decode_side) as image:
+    with decode_image(data, name, settings, encoder.preprocess.draft_scale) as image:
         return DecodedImage(data, encoder.preprocess(image))
 
 

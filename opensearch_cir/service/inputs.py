@@ -11,7 +11,7 @@ import base64
 import binascii
 import difflib
 import json
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from fastapi import UploadFile
@@ -98,13 +98,13 @@ def decode_base64(value: str, name: str, settings: Settings) -> bytes:
         raise InputError(f"{name}: not valid base64") from None
 
 
-def decode_image(data: bytes, name: str, settings: Settings, min_side: int | None = None) -> Image.Image:
-    """An RGB image from bytes, with the pixel cap (large JPEGs decoded at a reduced scale keeping
-    `min_side`, see `load_image`); errors name the part."""
+def decode_image(data: bytes, name: str, settings: Settings, draft: Callable[[int, int], int] | None = None) -> Image.Image:
+    """An RGB image from bytes, with the pixel cap (JPEGs decoded at the reduced scale `draft`
+    allows, see `load_image`); errors name the part."""
     if not data:
         raise InputError(f"{name}: empty file")
     try:
-        return load_image(data, max_pixels=settings.max_pixels, min_side=min_side)
+        return load_image(data, max_pixels=settings.max_pixels, draft=draft)
     except InputError as exc:
         raise type(exc)(f"{name}: {exc}") from exc
 
