@@ -89,6 +89,9 @@ if not captions:
     pixels = np.stack([encoder.preprocess(load_image(blob)) for _, blob in items])
     pure.append(pure_encoding())
 client = NullClient() if writer == "null" else EmbeddedClient(out)
+if writer != "null":  # the index and its mapping, as `cir ingest` creates them (else the vectors are mapped dynamically)
+    from opensearch_cir.admin import setup_index
+    setup_index(client, "cir-ingest", encoder.manifest)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 started = time.perf_counter()
 with Ingestor(client, "cir-ingest", encoder) as ingestor:
@@ -107,6 +110,7 @@ CEILINGS = LOAD + """
 import json, tempfile, time
 import numpy as np
 from opensearch_cir.encoders.preprocess import load_image
+from opensearch_cir.admin import setup_index
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.ingest.documents import DocumentBuilder, EncodedImage
 from opensearch_cir.ingest.records import Record, document_id
@@ -129,7 +133,9 @@ builder = DocumentBuilder(encoder, lambda stage: nullcontext())
 bulk_cpu = {}
 for with_captions in (False, True):  # the writer thread's work: sources built, bulks of 256 written
     def write():
-        writer = BulkWriter(EmbeddedClient(tempfile.mkdtemp()), "cir-ingest", validate_first=False)
+        client = EmbeddedClient(tempfile.mkdtemp())
+        setup_index(client, "cir-ingest", encoder.manifest)  # as `cir ingest` does
+        writer = BulkWriter(client, "cir-ingest", validate_first=False)
         documents = []
         for (name, blob), vector in zip(items, vectors):
             item = EncodedImage(Record(blob, captions=flickr.captions[name] if with_captions else [], uri=name), document_id(blob), vector)
