@@ -98,3 +98,14 @@ def test_bench_runs_the_benchmark_script(capfd):
     result = runner.invoke(app, ["bench", "engine", "--", "--help"])
     assert result.exit_code == 0
     assert "usage: engine.py" in capfd.readouterr().out
+
+
+def test_the_service_encoder_runs_each_call_on_encoder_threads_cores(tiny_model_dir):
+    from opensearch_cir.service.backend import Backend
+    from opensearch_cir.service.settings import Settings
+
+    def image_threads(settings):
+        return Backend(settings).encoder._sessions["image"].get_session_options().intra_op_num_threads
+
+    assert Settings().encoder_threads == 1 and image_threads(Settings(model=str(tiny_model_dir))) == 1
+    assert image_threads(Settings.from_env({"CIR_ENCODER_THREADS": "0"}, model=str(tiny_model_dir))) == 0  # ONNX Runtime decides

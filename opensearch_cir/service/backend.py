@@ -27,10 +27,11 @@ class Backend:
 
     @property
     def encoder(self) -> Any:
-        """The encoder of `settings.model` (None: the default model)."""
+        """The encoder of `settings.model` (None: the default model), on `settings.encoder_threads` cores per call."""
         from ..encoders import load_encoder
 
-        return self._once("_encoder", lambda: load_encoder(self.settings.model))
+        threads = self.settings.encoder_threads if self.settings.encoder_threads > 0 else None
+        return self._once("_encoder", lambda: load_encoder(self.settings.model, threads=threads))
 
     def _once(self, attribute: str, create: Callable[[], Any]) -> Any:
         if getattr(self, attribute) is None:
