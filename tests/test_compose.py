@@ -190,6 +190,36 @@ def test_without_a_caption_the_text_is_encoded_once_for_both_knn_clauses(tiny_en
     assert calls[-1] == ["in red", "a red car"] and not np.array_equal(with_caption.rewritten, with_caption.text)
 
 
+def test_an_uploaded_image_that_is_indexed_brings_its_stored_vector_instead_of_being_encoded(tiny_encoder):
+    from opensearch_cir.ingest.records import document_id
+
+    indexed, novel = _png((10, 200, 10)), _png((10, 10, 200))
+    stored = np.full(tiny_encoder.dim, 1 / np.sqrt(tiny_encoder.dim), np.float32)
+    encoded = []
+
+    class _Counting:
+        def __getattr__(self, name):
+            return getattr(tiny_encoder, name)
+
+        def encode_images(self, blobs):
+            encoded.append(len(blobs))
+            return tiny_encoder.encode_images(blobs)
+
+    class _Indexed(_EmptyIndex):
+        def get(self, index, id):
+            if id == document_id(indexed):
+                return {"_id": id, "found": True, "_source": {"image_vector": stored.tolist(), "caption": "a green square"}}
+            return super().get(index, id)
+
+    alone = prepare(_Indexed(), "i", CompositeQuery(images=[indexed], text="in red"), _Counting())
+    assert encoded == [] and np.allclose(alone.image, stored) and alone.caption == "a green square"
+    assert alone.excluded_ids == [document_id(indexed)]
+    both = prepare(_Indexed(), "i", CompositeQuery(images=[novel, indexed], text="in red"), _Counting())
+    assert encoded == [1]  # only the image the index does not hold
+    expected = (tiny_encoder.encode_images([novel])[0] + stored) / 2
+    assert np.allclose(both.image / np.linalg.norm(both.image), expected / np.linalg.norm(expected), atol=1e-5)
+
+
 def test_reference_exclusion_and_input_errors(tiny_encoder):
     class _Indexed(_EmptyIndex):
         def get(self, index, id):

@@ -11,7 +11,7 @@ from opensearch_cir import dsl
 from opensearch_cir.dialect import Dialect, UnsupportedFeatureError
 from opensearch_cir.dsl.validate import validate_request
 from opensearch_cir.errors import BodyValidationError
-from opensearch_cir.dsl.vector_encoding import byte_scale, encode, encode_list, field_data_types
+from opensearch_cir.dsl.vector_encoding import byte_scale, decode, encode, encode_list, field_data_types
 from opensearch_cir.dsl.version_rules import version_errors
 
 
@@ -36,6 +36,21 @@ def test_binary_encoding_packs_sign_bits_as_int8():
     assert encode_list(vector, "binary") == [-79, 127]
     with pytest.raises(ValueError, match="multiple of 8"):
         encode(np.ones(12), "binary")
+
+
+def test_stored_vectors_decode_back_to_the_float_scale():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(20, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for vector in vectors:
+        assert np.array_equal(decode(vector.tolist()), vector)
+        byte = decode(encode_list(vector, "byte"), "byte")
+        assert np.abs(byte - vector).max() <= 0.5 / byte_scale(64) + 1e-7
+        binary = decode(encode_list(vector, "binary"), "binary")
+        assert binary.shape == (64,) and np.isclose(np.linalg.norm(binary), 1.0)
+        assert np.array_equal(binary > 0, vector > 0)
+    with pytest.raises(ValueError, match="data_type"):
+        decode([1.0], "half")
 
 
 def test_knn_clause_renders_rescore_and_encoded_vectors():
@@ -126,6 +141,11 @@ def test_setup_ingest_and_search_with_a_vector_storage(tmp_path, storage):
         index="cir-v", body={"query": {"term": {"image_uri": str(folder / "img2.png")}}})["hits"]["hits"][0]["_id"]
     knn = response.rendered.body["query"]["knn"]["image_vector"]
     assert all(isinstance(v, int) for v in knn["vector"]) == (storage in ("byte", "binary"))
+    # a reference by id: its stored vector (bytes or bits in _source) is decoded back to the float scale
+    by_id = search(client, "cir-v", CompositeQuery(doc_ids=[response.results[0].id], strategy="image_only",
+                                                    exclude_reference=False), encoder)
+    assert by_id.results[0].id == response.results[0].id
+    assert by_id.rendered.body["query"]["knn"]["image_vector"]["vector"] == knn["vector"]
     setup_index(client, "cir-v", encoder.manifest)  # keeps the index's storage
     with pytest.raises(CIRError, match="re-create it"):
         setup_index(client, "cir-v", encoder.manifest, vectors="float" if storage != "float" else "byte")

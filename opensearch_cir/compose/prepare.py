@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..dsl.vector_encoding import decode, known_data_types
 from ..encoders.preprocess import load_image, read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
@@ -39,21 +40,26 @@ def prepare(client: Any, index: str, query: CompositeQuery, encoder: Any, *, hoo
     image_vectors: list[np.ndarray] = []
     captions: list[str] = []
     excluded: list[str] = []
+    stored_type = known_data_types(client, index).get(IMAGE_FIELD, "float") if (query.doc_ids or query.images) else "float"
     for doc_id in query.doc_ids:
         source = _get_source(client, index, doc_id)
         if source is None:
             raise InputError(f"reference document {doc_id!r} is not in index {index!r}")
         if source.get(IMAGE_FIELD) is None:
             raise InputError(f"reference document {doc_id!r} has no {IMAGE_FIELD}")
-        image_vectors.append(np.asarray(source[IMAGE_FIELD], np.float32))
+        image_vectors.append(decode(source[IMAGE_FIELD], stored_type))
         captions += _first_caption(source.get(CAPTION_FIELD))
         excluded.append(doc_id)
-    if query.images:
+    if query.images:  # an uploaded image that is indexed is that document: its vector, caption and exclusion
         blobs = [item.data if isinstance(item, DecodedImage) else read_image_bytes(item) for item in query.images]
-        image_vectors += list(_encode_references(encoder, query.images, blobs))
-        for blob in blobs:
-            content_hash = document_id(blob)
-            source = _get_source(client, index, content_hash)
+        hashes = [document_id(blob) for blob in blobs]
+        sources = [_get_source(client, index, content_hash) for content_hash in hashes]
+        stored = [(source or {}).get(IMAGE_FIELD) for source in sources]
+        unindexed = [i for i, vector in enumerate(stored) if vector is None]
+        encoded = iter(_encode_references(encoder, [query.images[i] for i in unindexed], [blobs[i] for i in unindexed])
+                       if unindexed else ())
+        for content_hash, source, vector in zip(hashes, sources, stored):
+            image_vectors.append(decode(vector, stored_type) if vector is not None else next(encoded))
             if source is not None:
                 captions += _first_caption(source.get(CAPTION_FIELD))
                 excluded.append(content_hash)

@@ -7,8 +7,9 @@
 Three steps, each usable alone (`prepare` in `compose.prepare`, `execute` and `search` in
 `compose.execute`; this module holds the query types and the rendering):
 1. `prepare(client, index, query, encoder) -> PreparedQuery`: resolves the references (indexed doc
-   ids are read with `client.get`, their stored `image_vector` and `caption` reused; files/bytes are
-   encoded, and looked up by content hash so an indexed image also brings its caption), rewrites
+   ids are read with `client.get`, their stored `image_vector` (decoded from byte/binary fields) and
+   `caption` reused; files/bytes are looked up by content hash: an indexed image is that document,
+   its stored vector and caption, and any other image is encoded), rewrites
    the reference caption with the modification (`rewrite.rewrite_caption`), and encodes every text
    once. Evaluation prepares a query once and renders it with many strategies/weights.
 2. `PreparedQuery.render(strategy, weights) -> RenderedQuery`: the named sub-queries (bare DSL

@@ -43,6 +43,21 @@ def encode(vectors: np.ndarray | Sequence[float], data_type: str = "float") -> n
     raise ValueError(f"unknown data_type {data_type!r}; expected one of {DATA_TYPES}")
 
 
+def decode(values: Sequence[float], data_type: str = "float") -> np.ndarray:
+    """A stored vector (a document's `_source` values of a `data_type` field) as float32 on the float
+    vectors' scale: byte values divided by the scale, binary sign bits as ±1/sqrt(D) (`encode`'s inverse
+    up to rounding; the sign code's best estimate)."""
+    array = np.asarray(values, dtype=np.float32)
+    if data_type == "float":
+        return array
+    if data_type == "byte":
+        return array / byte_scale(array.shape[-1])
+    if data_type == "binary":
+        bits = np.unpackbits(np.asarray(values, dtype=np.int8).view(np.uint8)).astype(np.float32)
+        return (bits * 2 - 1) / math.sqrt(len(bits))
+    raise ValueError(f"unknown data_type {data_type!r}; expected one of {DATA_TYPES}")
+
+
 def encode_list(vector: np.ndarray | Sequence[float], data_type: str = "float") -> list:
     """One vector as the JSON list a document or a knn query sends (ints for byte / binary)."""
     encoded = encode(vector, data_type).reshape(-1)
