@@ -168,25 +168,35 @@ def test_equal_texts_are_encoded_once_and_each_gets_its_vector(tiny_encoder):
     assert np.allclose(prepared.rewritten, rewritten, atol=1e-6)
 
 
+class _Recording:
+    """`encoder` that records what `encode_texts` and `encode_images` are given."""
+
+    def __init__(self, encoder):
+        self.encoder, self.texts, self.images = encoder, [], []
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode_texts(self, texts):
+        self.texts.append(list(texts))
+        return self.encoder.encode_texts(texts)
+
+    def encode_images(self, blobs):
+        self.images.append(len(blobs))
+        return self.encoder.encode_images(blobs)
+
+
 def test_without_a_caption_the_text_is_encoded_once_for_both_knn_clauses(tiny_encoder):
-    calls = []
-
-    class _Counting:
-        def __getattr__(self, name):
-            return getattr(tiny_encoder, name)
-
-        def encode_texts(self, texts):
-            calls.append(list(texts))
-            return tiny_encoder.encode_texts(texts)
-
-    prepared = prepare(_EmptyIndex(), "i", CompositeQuery(text="A dog runs on the beach ."), _Counting(), only_strategy=True)
+    recording = _Recording(tiny_encoder)
+    calls = recording.texts
+    prepared = prepare(_EmptyIndex(), "i", CompositeQuery(text="A dog runs on the beach ."), recording, only_strategy=True)
     assert calls == [["A dog runs on the beach ."]]
     assert prepared.rewrite.text == "dog runs on the beach"  # BM25 still gets the cleaned text
     assert np.array_equal(prepared.rewritten, prepared.text)
     hybrid = prepared.render("hybrid").sub_queries
     assert hybrid["caption_bm25"]["match"]["caption"]["query"] == "dog runs on the beach"
     assert hybrid["caption_knn"]["knn"]["caption_vector"]["vector"] == hybrid["image_knn"]["knn"]["image_vector"]["vector"]
-    with_caption = prepare(_EmptyIndex(), "i", CompositeQuery(text="in red", caption="a blue car"), _Counting(), only_strategy=True)
+    with_caption = prepare(_EmptyIndex(), "i", CompositeQuery(text="in red", caption="a blue car"), recording, only_strategy=True)
     assert calls[-1] == ["in red", "a red car"] and not np.array_equal(with_caption.rewritten, with_caption.text)
 
 
@@ -195,15 +205,8 @@ def test_an_uploaded_image_that_is_indexed_brings_its_stored_vector_instead_of_b
 
     indexed, novel = _png((10, 200, 10)), _png((10, 10, 200))
     stored = np.full(tiny_encoder.dim, 1 / np.sqrt(tiny_encoder.dim), np.float32)
-    encoded = []
-
-    class _Counting:
-        def __getattr__(self, name):
-            return getattr(tiny_encoder, name)
-
-        def encode_images(self, blobs):
-            encoded.append(len(blobs))
-            return tiny_encoder.encode_images(blobs)
+    recording = _Recording(tiny_encoder)
+    encoded = recording.images
 
     class _Indexed(_EmptyIndex):
         def get(self, index, id):
@@ -211,10 +214,10 @@ def test_an_uploaded_image_that_is_indexed_brings_its_stored_vector_instead_of_b
                 return {"_id": id, "found": True, "_source": {"image_vector": stored.tolist(), "caption": "a green square"}}
             return super().get(index, id)
 
-    alone = prepare(_Indexed(), "i", CompositeQuery(images=[indexed], text="in red"), _Counting())
+    alone = prepare(_Indexed(), "i", CompositeQuery(images=[indexed], text="in red"), recording)
     assert encoded == [] and np.allclose(alone.image, stored) and alone.caption == "a green square"
     assert alone.excluded_ids == [document_id(indexed)]
-    both = prepare(_Indexed(), "i", CompositeQuery(images=[novel, indexed], text="in red"), _Counting())
+    both = prepare(_Indexed(), "i", CompositeQuery(images=[novel, indexed], text="in red"), recording)
     assert encoded == [1]  # only the image the index does not hold
     expected = (tiny_encoder.encode_images([novel])[0] + stored) / 2
     assert np.allclose(both.image / np.linalg.norm(both.image), expected / np.linalg.norm(expected), atol=1e-5)
