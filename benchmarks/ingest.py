@@ -132,9 +132,10 @@ vectors = np.concatenate(vectors)
 builder = DocumentBuilder(encoder, lambda stage: nullcontext())
 bulk_cpu = {}
 for with_captions in (False, True):  # the writer thread's work: sources built, bulks of 256 written
-    def write():
-        client = EmbeddedClient(tempfile.mkdtemp())
-        setup_index(client, "cir-ingest", encoder.manifest)  # as `cir ingest` does
+    client = EmbeddedClient(tempfile.mkdtemp())
+    setup_index(client, "cir-ingest", encoder.manifest)  # as `cir ingest` does, before the clock starts
+
+    def write(client=client):
         writer = BulkWriter(client, "cir-ingest", validate_first=False)
         documents = []
         for (name, blob), vector in zip(items, vectors):
