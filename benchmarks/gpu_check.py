@@ -242,7 +242,7 @@ def stage_e2e_cpu(args) -> None:
                     pending = []
             return outputs + ([encode(pending)] if pending else [])
 
-        reduced = functools.partial(decode_on_cpu, min_side=spec.size)
+        reduced = functools.partial(decode_on_cpu, reduced=True)
         full, scaled = (np.stack(pool.map(decode, data[:16])).astype(np.float32) for decode in (decode_on_cpu, reduced))
         note(reduced_scale_decode_vs_project_grey_levels={"mean": float(np.abs(full - scaled).mean()),
                                                           "max": float(np.abs(full - scaled).max())})

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from .manifest import ImageSpec
-from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image, read_image_bytes, shortest_edge_size
+from .preprocess import DEFAULT_MAX_PIXELS, load_image, read_image_bytes, shortest_edge_size
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,6 @@ class TorchImagePreprocessor:
         self.dtype = dtype or torch.float32
         self.max_pixels = max_pixels
         self._mode = _MODES[spec.interpolation]
-        self._decode_side = ImagePreprocessor(spec).decode_side  # the PIL path decodes as encode_images does
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._decode_jpeg = _nvjpeg_decoder() if self.device.type == "cuda" else None
@@ -133,7 +132,7 @@ class TorchImagePreprocessor:
         import torch
 
         self.pil_decoded += 1
-        image = load_image(item, self.max_pixels, min_side=self._decode_side)
+        image = load_image(item, self.max_pixels)  # full size, as nvJPEG decodes: both paths share the geometry
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()).to(self.device)
 
 
