@@ -272,6 +272,25 @@ def test_requests_start_no_thread_on_the_event_loop(catalog, monkeypatch):
     assert started == []
 
 
+def test_the_heap_is_trimmed_after_large_decoded_images_only(catalog, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from opensearch_cir.service import workers
+
+    trims = []
+    monkeypatch.setattr(workers, "_MALLOC_TRIM", trims.append)
+    client = TestClient(make_app(catalog))
+    small = catalog.reference_png(0)
+    buffer = io.BytesIO()
+    Image.new("RGB", (2500, 1700), (20, 120, 220)).save(buffer, format="PNG")  # 4.25 MP decoded at full size
+    for data in (small, buffer.getvalue()):
+        answer = client.post("/search", files={"images": ("r.png", data, "image/png")}, data={"k": "2"})
+        assert answer.status_code == 200, answer.text
+    assert trims == [0]  # once, after the large image (a trim after small ones only costs page faults)
+
+
 def test_a_slow_sender_wakes_the_event_loop_a_few_times_a_second_not_per_byte(catalog, monkeypatch):
     from opensearch_cir.service import inputs
     from opensearch_cir.service.workers import Workers

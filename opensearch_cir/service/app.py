@@ -33,7 +33,7 @@ from .limits import BodySizeLimit, RequestTimeout, UnexpectedErrors
 from .operations import compose_embedding, run_ingest, run_search
 from .sessions import add_routes as add_session_routes
 from .settings import Settings
-from .workers import Workers
+from .workers import Workers, release_heap_after
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,9 @@ async def _reference_images(uploads: list[UploadFile], urls: list[str], settings
 def _decoded(data: bytes, name: str, settings: Settings, encoder: Any) -> DecodedImage:
     """`data` decoded within the service's limits and preprocessed for `encoder`."""
     with decode_image(data, name, settings, encoder.preprocess.draft_scale) as image:
-        return DecodedImage(data, encoder.preprocess(image))
+        decoded, pixels = DecodedImage(data, encoder.preprocess(image)), image.width * image.height
+    release_heap_after(pixels)
+    return decoded
 
 
 def _aligned(values: list | None, count: int, name: str) -> list:
