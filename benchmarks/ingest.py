@@ -109,7 +109,6 @@ print(json.dumps({"wall": wall, "cpu": cpu, "indexed": ingestor.report.indexed, 
 CEILINGS = LOAD + """
 import json, tempfile, time
 import numpy as np
-from opensearch_cir.encoders.preprocess import load_image
 from opensearch_cir.admin import setup_index
 from opensearch_cir.engines.embedded import EmbeddedClient
 from opensearch_cir.ingest.documents import DocumentBuilder, EncodedImage
@@ -123,7 +122,7 @@ def timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 blobs = [blob for _, blob in items]
-_, decode_cpu, pixels = timed(lambda: np.stack([encoder.preprocess(load_image(b, draft=encoder.preprocess.draft_scale)) for b in blobs]))
+_, decode_cpu, pixels = timed(lambda: np.stack([encoder.preprocess.load(b) for b in blobs]))
 pixels_wall, pixels_cpu, vectors = timed(lambda: [encoder.encode_pixels(pixels[s:s + 32]) for s in range(0, n, 32)])
 bytes_wall, _, _ = timed(lambda: [encoder.encode_images(blobs[s:s + 32]) for s in range(0, n, 32)])
 captions = [c for name, _ in items for c in flickr.captions[name]]

@@ -80,6 +80,7 @@ def test_jpegs_decode_at_the_chosen_scale(rule):
         assert decoded.mode == "RGB" and decoded.size == (math.ceil(width / scale), math.ceil(height / scale))
         assert preprocess.reduction(*decoded.size) >= DRAFT_MARGIN or scale == 1
         assert load_image(data).size == (width, height)  # without `draft`: full size
+        assert np.array_equal(preprocess.load(data), preprocess(decoded))  # what the encoder and ingestion call
 
 
 @pytest.mark.parametrize("rule", SPECS)

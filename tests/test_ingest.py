@@ -231,7 +231,7 @@ def test_folder_with_bad_files(backend, folder, encoder, tmp_path):
 
 
 def test_reingest_updates_instead_of_duplicating(backend, folder, encoder, monkeypatch):
-    from opensearch_cir.ingest import ingestor as ingestor_module
+    from opensearch_cir.encoders import preprocess as preprocess_module
 
     root, good, _ = folder
     client = _ready(backend, encoder)
@@ -239,7 +239,7 @@ def test_reingest_updates_instead_of_duplicating(backend, folder, encoder, monke
     again = ingest(client, INDEX, encoder, root, retry_backoff=0)
     assert again.indexed == 12 and _count(client) == 12
     decoded = []
-    monkeypatch.setattr(ingestor_module, "load_image", lambda data, **kw: decoded.append(1) or load_image(data, **kw))
+    monkeypatch.setattr(preprocess_module, "load_image", lambda data, *args, **kw: decoded.append(1) or load_image(data, *args, **kw))
     resumed = ingest(client, INDEX, encoder, root, resume=True, retry_backoff=0)
     assert (resumed.indexed, resumed.skipped, resumed.failed) == (0, 12, 4)
     assert resumed.skip_reasons == {"already indexed": 12}

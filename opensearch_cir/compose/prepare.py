@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..dsl.vector_encoding import decode, known_data_types
-from ..encoders.preprocess import load_image, read_image_bytes
+from ..encoders.preprocess import read_image_bytes
 from ..errors import InputError
 from ..ingest.records import document_id
 from . import strategies as S
@@ -110,8 +110,7 @@ def _encode_references(encoder: Any, items: Sequence[Any], blobs: list[bytes]) -
     """Image vectors of the reference images; `DecodedImage`s are encoded from their pixels."""
     if not any(isinstance(item, DecodedImage) for item in items):
         return encoder.encode_images(blobs)
-    draft = encoder.preprocess.draft_scale
-    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess(load_image(blob, encoder.max_pixels, draft=draft))
+    pixels = [item.pixels if isinstance(item, DecodedImage) else encoder.preprocess.load(blob, encoder.max_pixels)
               for item, blob in zip(items, blobs)]
     return encoder.encode_pixels(np.stack(pixels))
 

@@ -233,6 +233,10 @@ class ImagePreprocessor:
         allowed = self.reduction(width, height) / self.draft_margin
         return next((scale for scale in DCT_SCALES if scale <= allowed), 1)
 
+    def load(self, source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """`source` decoded as coarsely as this preprocessing allows (`draft_scale`), then preprocessed."""
+        return self(load_image(source, max_pixels, draft=self.draft_scale))
+
     def __call__(self, image: Image.Image) -> np.ndarray:
         levels = np.asarray(self.resize(to_rgb(image)))  # uint8 [H, W, 3]
         pixels = np.empty((3, *levels.shape[:2]), dtype=np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import resources
 from ..errors import CIRError, InputError
 from .manifest import Manifest, TextSpec
-from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource, load_image
+from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource
 from .text_batches import BatchRunner, available_cores, length_sorted_batches, trim_padding
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Encoder:
 
     def encode_images(self, items: Iterable[ImageSource]) -> np.ndarray:
         """Embed images given as paths, bytes or PIL images; bad items raise ImageDecodeError/ImageTooLargeError."""
-        pixels = [self.preprocess(load_image(item, self.max_pixels, draft=self.preprocess.draft_scale)) for item in items]
+        pixels = [self.preprocess.load(item, self.max_pixels) for item in items]
         if not pixels:
             return np.zeros((0, self.dim), np.float32)
         return self.encode_pixels(np.stack(pixels))

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..admin import status_of
 from ..dsl.vector_encoding import index_data_types
-from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, load_image
+from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor
 from ..errors import CIRError, IngestInterruptedError, InputError
 from .documents import DocumentBuilder, EncodedImage, Refused
 from .reading import MAX_FILE_BYTES, ReadImage, StageError, read_record
@@ -213,7 +213,7 @@ class Ingestor:
         """Worker thread: decode and preprocess into the image graph's input."""
         try:
             with self._timer("decode"):
-                pixels = self._preprocess(load_image(item.data, max_pixels=self.max_pixels, draft=self._preprocess.draft_scale))
+                pixels = self._preprocess.load(item.data, self.max_pixels)
         except Exception as exc:
             raise StageError("decode", exc) from exc
         return _Prepared(item.record, item.content_hash, pixels)
