@@ -118,7 +118,7 @@ class TermLevelClauses:
         mask = np.zeros(self.n, dtype=bool)
         for path, column in self.store.columns.items():
             if path == field or path.startswith(field + ".") and field not in self.store.mapping.fields:
-                mask[self.store.ords_array((path, "#present"), column.present)] = True
+                mask |= self.store.ords_mask((path, "#present"), column.present, self.n)
         return mask
 
     def _filter_prefix(self, body) -> np.ndarray:
