@@ -179,8 +179,11 @@ def report(work: Path, out: Path, stages: Sequence[str]) -> dict:
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
     lines = ["# GPU check (benchmarks/gpu_check.sh)", ""]
     env = parts["env"]["info"]
-    lines.append(f"{env.get('gpu', 'no GPU')}; torch {env.get('torch')}, torchvision {env.get('torchvision')}, "
-                 f"onnxruntime {env.get('onnxruntime')} {env.get('onnxruntime_providers', '')}; {env.get('cpus')} CPUs")
+    if env:
+        lines.append(f"{env.get('gpu', 'no GPU')}; torch {env.get('torch')}, torchvision {env.get('torchvision')}, "
+                     f"onnxruntime {env.get('onnxruntime')} {env.get('onnxruntime_providers', '')}; {env.get('cpus')} CPUs")
+    else:
+        lines.append("machine not described: the env stage did not run (a partial rerun)")
     for kind, goal, label in (("model", MODEL_GOAL, "model-only fp16"), ("e2e", E2E_GOAL, "end-to-end from JPEG")):
         top = best[kind]
         verdict = f"{top['images_per_s']:,.0f} img/s ({top['name']}): {'MET' if top['images_per_s'] >= goal else 'not met'}" if top else "no result"
