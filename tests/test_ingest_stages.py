@@ -110,10 +110,10 @@ def test_an_image_the_encoder_refuses_fails_alone(tmp_path, encoder, monkeypatch
     original = encoder.encode_pixels
     black = encoder.preprocess(load_image(png((0, 0, 0))))
 
-    def refuses_black(pixels):
+    def refuses_black(pixels, **options):
         if any(np.array_equal(image, black) for image in pixels):
             raise ValueError("the image graph refused a black image")
-        return original(pixels)
+        return original(pixels, **options)
 
     monkeypatch.setattr(encoder, "encode_pixels", refuses_black)
     batch = records(5) + [Record(png((0, 0, 0)), captions=["black"], source="#black")]
@@ -130,3 +130,29 @@ def test_only_the_runs_first_document_is_checked_against_the_spec(tmp_path, enco
     monkeypatch.setattr(writer, "validate_request", lambda kind, body: checked.append((kind, len(body))))
     ingest_vectors(EmbeddedClient(tmp_path / "e"), encoder, batch_size=2, write_batch_size=4)
     assert checked == [("bulk", 2)]  # one action + one source, once per run (3 bulks were sent)
+
+
+def test_lanes_decode_and_encode_each_batch_on_their_own_thread(tmp_path, encoder, monkeypatch):
+    from opensearch_cir.ingest import lanes
+
+    original, calls, decodes = encoder.encode_pixels, [], []
+
+    def spy(pixels, **options):
+        calls.append((threading.current_thread().name, len(pixels), options))
+        return original(pixels, **options)
+
+    load = lanes.ImagePreprocessor.load
+
+    def spy_load(self, source, max_pixels):
+        decodes.append(threading.current_thread().name)
+        return load(self, source, max_pixels)
+
+    monkeypatch.setattr(encoder, "encode_pixels", spy)
+    monkeypatch.setattr(lanes.ImagePreprocessor, "load", spy_load)
+    with Ingestor(EmbeddedClient(tmp_path / "e"), INDEX, encoder, batch_size=3, workers=2) as ingestor:
+        ingestor.add_many(records(7))
+    assert ingestor.report.indexed == 7
+    # batches of 3, 3 and the last 1, each one graph call on the lane that decoded it (no pool inside)
+    assert sorted(n for _, n, _ in calls) == [1, 3, 3]
+    assert all(name.startswith("cir-lane") and options == {"side_by_side": False} for name, _, options in calls)
+    assert len(decodes) == 7 and all(name.startswith("cir-lane") for name in decodes)

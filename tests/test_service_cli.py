@@ -101,11 +101,14 @@ def test_bench_runs_the_benchmark_script(capfd):
 
 
 def test_the_service_encoder_runs_each_call_on_encoder_threads_cores(tiny_model_dir):
+    from opensearch_cir.encoders.batches import available_cores
     from opensearch_cir.service.backend import Backend
     from opensearch_cir.service.settings import Settings
 
-    def image_threads(settings):
-        return Backend(settings).encoder._sessions["image"].get_session_options().intra_op_num_threads
+    def side_by_side(settings):
+        encoder = Backend(settings).encoder
+        assert encoder._sessions["image"].get_session_options().intra_op_num_threads == 1  # a graph call: one core
+        return encoder._runner.workers
 
-    assert Settings().encoder_threads == 1 and image_threads(Settings(model=str(tiny_model_dir))) == 1
-    assert image_threads(Settings.from_env({"CIR_ENCODER_THREADS": "0"}, model=str(tiny_model_dir))) == 0  # ONNX Runtime decides
+    assert Settings().encoder_threads == 1 and side_by_side(Settings(model=str(tiny_model_dir))) == 1
+    assert side_by_side(Settings.from_env({"CIR_ENCODER_THREADS": "0"}, model=str(tiny_model_dir))) == available_cores()

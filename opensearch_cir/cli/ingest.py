@@ -20,7 +20,8 @@ def ingest_command(
     errors: Path = typer.Option(Path("cir-ingest-errors.jsonl"), "--errors", help="JSONL report of failed inputs (written only if any fail)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Fetch http(s) image URLs found in a manifest."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per image-encoder batch (bulks hold up to 256 documents)."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Threads decoding images while the encoder runs."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Lanes that decode and encode a batch each, "
+                                          "one core apiece (default: one per core this process may use)."),
     max_file_mib: float = typer.Option(64, "--max-file-mib", min=0.001, help="Files (and remote images) larger than this "
                                        "many MiB fail without being read."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

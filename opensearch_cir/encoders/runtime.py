@@ -13,7 +13,7 @@ from .. import resources
 from ..errors import CIRError, InputError
 from .manifest import Manifest, TextSpec
 from .preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor, ImageSource
-from .text_batches import BatchRunner, available_cores, length_sorted_batches, trim_padding
+from .batches import BatchRunner, available_cores, even_batches, length_sorted_batches, trim_padding
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ def load_encoder(
 class Encoder:
     """Image and text towers of one model; every `encode_*` returns float32 L2-normalised `[N, D]`.
 
-    threads: on the CPU, the image graph runs each batch on this many intra-op threads (None lets
-    ONNX Runtime decide), while the text graph runs on one thread per call and `encode_texts`
-    runs up to this many batches side by side (`text_batches`). On CUDA batches run one by one.
+    threads: on the CPU, each graph call runs on one thread, and `encode_pixels` / `encode_texts`
+    run up to this many batches side by side (`batches`; None: one per core this process may use).
+    Several threads calling the encoder at once each run on their own thread too. On CUDA batches
+    run one by one.
 
     spin_wait: ONNX Runtime's intra-op threads busy-wait between operators by default. Off here:
     on a few cores the spinning threads take the CPU from numpy's BLAS, the engine and the HTTP
@@ -89,7 +90,7 @@ class Encoder:
             logger.warning("CUDA provider unavailable at run time; running %s on CPU", self.model_dir)
             self.device = "cpu"
             self._open_sessions(ort, options, precision)
-        self._text_runner = BatchRunner(1 if self.device == "cuda" else threads or available_cores())
+        self._runner = BatchRunner(1 if self.device == "cuda" else threads or available_cores())
         self._input_names = {tower: [i.name for i in session.get_inputs()] for tower, session in self._sessions.items()}
         self.preprocess = ImagePreprocessor(self.manifest.image)
         self.tokenizer = load_tokenizer(self.model_dir / self.manifest.text.tokenizer, self.manifest.text)
@@ -112,21 +113,28 @@ class Encoder:
             return np.zeros((0, self.dim), np.float32)
         return self.encode_pixels(np.stack(pixels))
 
-    def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
-        """Embed already preprocessed pixels `float32[N, 3, H, W]` (see `preprocess`)."""
+    def encode_pixels(self, batch: np.ndarray, *, side_by_side: bool = True) -> np.ndarray:
+        """Embed already preprocessed pixels `float32[N, 3, H, W]` (see `preprocess`), in batches of at
+        most `batch_size` run side by side (see `threads`); `side_by_side=False` runs them one after
+        another on the calling thread (for callers that run several calls at once, as ingestion does)."""
         batch = np.asarray(batch, dtype=np.float32)
         size = self.manifest.image.size
         if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
             raise InputError(f"pixel batch must have shape [N, 3, {size}, {size}], got {list(batch.shape)}")
-        outputs = [self._run("image", {"pixel_values": batch[start:start + self.batch_size]})
-                   for start in range(0, len(batch), self.batch_size)]
-        return _normalize(np.concatenate(outputs)) if outputs else np.zeros((0, self.dim), np.float32)
+        if not len(batch):
+            return np.zeros((0, self.dim), np.float32)
+        def run(rows: np.ndarray) -> np.ndarray:
+            return self._run("image", {"pixel_values": batch[rows[0]:rows[-1] + 1]})
+
+        parts = even_batches(np.arange(len(batch)), self.batch_size, self._runner.workers if side_by_side else 1)
+        outputs = self._runner.map(run, parts) if side_by_side else [run(rows) for rows in parts]
+        return _normalize(np.concatenate(outputs))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed strings; texts longer than the context are truncated (logged at debug level).
 
         Each distinct string is encoded once, in batches of texts sorted by token count, each padded
-        to its own longest text, run side by side on the CPU's cores (`text_batches`); the rows come
+        to its own longest text, run side by side on the CPU's cores (`batches`); the rows come
         back in the order of `texts`.
         """
         texts = list(texts)
@@ -138,9 +146,9 @@ class Encoder:
         position = {text: i for i, text in enumerate(dict.fromkeys(texts))}
         tokens = self.tokenize(list(position))
         batches = length_sorted_batches(tokens["attention_mask"].sum(axis=1), self.batch_size,
-                                        workers=self._text_runner.workers)
+                                        workers=self._runner.workers)
         inputs = [trim_padding(tokens, rows, self.manifest.text.pad_to_context) for rows in batches]
-        outputs = self._text_runner.map(lambda batch: self._run("text", batch), inputs)
+        outputs = self._runner.map(lambda batch: self._run("text", batch), inputs)
         embeddings = np.empty((len(position), self.dim), np.float32)
         embeddings[np.concatenate(batches)] = _normalize(np.concatenate(outputs))
         return embeddings[[position[text] for text in texts]]
@@ -155,14 +163,14 @@ class Encoder:
         """One session per tower at `precision` (None: fp16 on CUDA when exported, else fp32)."""
         self.precision = precision or ("fp16" if self.device == "cuda" and "fp16" in self.manifest.variants else "fp32")
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
-        text_options = options
-        if self.device == "cpu":  # text batches run side by side, one thread each (see `Encoder`)
-            text_options = _copy_options(ort, options)
-            text_options.intra_op_num_threads = 1
+        tower_options = options
+        if self.device == "cpu":  # batches run side by side, one thread each (see `Encoder`)
+            tower_options = _copy_options(ort, options)
+            tower_options.intra_op_num_threads = 1
         self._sessions = {
             tower: ort.InferenceSession(str(self.model_dir / self.manifest.graph(tower, self.precision)),
                                         sess_options=tower_options, providers=providers)
-            for tower, tower_options in (("image", options), ("text", text_options))
+            for tower in ("image", "text")
         }
 
     def _open_phi(self, ort, options):

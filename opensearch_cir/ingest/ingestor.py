@@ -2,14 +2,17 @@
 
 1. read + hash (`reading`, a thread pool); images seen earlier in the run, or already indexed with
    `resume`, are dropped right after hashing, before any decoding;
-2. decode + preprocess (the same pool), while the main thread encodes the previous batch;
-3. encode images, `batch_size` at a time (main thread);
-4. encode captions and write (`documents`, `writer`, one writer thread): the images encoded
+2. decode + preprocess and encode, `batch_size` images at a time, in lanes: `workers` threads that
+   each take a whole batch, decode it and run the image graph on it on their own thread (one core
+   each). A core then never waits on another inside a graph call, nor on a decoding thread that took
+   its place: on 2 cores this reaches 0.9 of the encoder's own rate where decode threads beside a
+   2-thread graph call reached 0.7 (docs/ingest-speed.md);
+3. encode captions and write (`documents`, `writer`, one writer thread): the images encoded
    since the writer's last group (at most `write_batch_size`) become one group whose captions are
-   encoded in one call and whose documents go in one bulk, while the main thread encodes the next
+   encoded in one call and whose documents go in one bulk, while the lanes encode the next
    images. A free writer takes a group as soon as a quarter of `write_batch_size` (at least a
    batch) is ready, so it seldom idles while images wait and a run ends with a small last group;
-   while it is busy groups grow up to `write_batch_size`, and the main thread then waits for it
+   while it is busy groups grow up to `write_batch_size`, and the calling thread then waits for it
    (one group in flight).
 
 Each stage's seconds are in `report.timings`. Document ids are the sha256 of the image bytes, so
@@ -22,17 +25,16 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-import numpy as np
-
 from ..admin import status_of
 from ..dsl.vector_encoding import index_data_types
-from ..encoders.preprocess import DEFAULT_MAX_PIXELS, ImagePreprocessor
+from ..encoders.batches import available_cores
+from ..encoders.preprocess import DEFAULT_MAX_PIXELS
 from ..errors import CIRError, IngestInterruptedError, InputError
 from .documents import DocumentBuilder, EncodedImage, Refused
+from .lanes import Lane
 from .reading import MAX_FILE_BYTES, ReadImage, StageError, read_record
 from .records import Record, document_id, printable
 from .report import ErrorLog, Failure, IngestReport, StageTimer
@@ -40,13 +42,6 @@ from .sources import BadRow, SkippedEntry
 from .writer import BulkWriter, Document, Retrier
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Prepared:
-    record: Record
-    content_hash: str
-    pixels: np.ndarray
 
 
 class Ingestor:
@@ -59,7 +54,8 @@ class Ingestor:
 
     batch_size: images per image-encoder call. write_batch_size: the most documents per bulk
     request, and records whose captions are encoded in one text-encoder call (bulks are this
-    large when the writer is the slower stage). workers: read and decode threads.
+    large when the writer is the slower stage). workers: threads that read, and lanes that decode
+    and encode a batch each (None: one per core this process may use).
     resume: skip images whose content hash is already in the index. allow_remote: fetch http(s)
     images. progress: show a tqdm bar (`total` sets its length). max_file_bytes: files (and remote
     images) larger than this fail without being read. One bad record never fails its batch: a
@@ -74,7 +70,7 @@ class Ingestor:
         *,
         batch_size: int = 32,
         write_batch_size: int = 256,
-        workers: int = 2,
+        workers: int | None = None,
         resume: bool = False,
         errors: str | Path | IO[str] | None = None,
         allow_remote: bool = False,
@@ -107,14 +103,17 @@ class Ingestor:
         self._retrier = Retrier(max_retries=max_retries, backoff=retry_backoff)
         self._writer = BulkWriter(client, index, self._retrier)
         self._documents = DocumentBuilder(encoder, self._timer, index_data_types(client, index))  # byte / binary fields take encoded vectors
-        self._preprocess = ImagePreprocessor(encoder.manifest.image)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cir-decode")
+        self._lane = Lane(encoder, max_pixels, self._timer)
+        self._lanes = max(1, workers or available_cores())
+        self._pool = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="cir-read")
+        self._lane_pool = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix="cir-lane")
         self._write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cir-write")
         self._unwritten: list[EncodedImage] = []
         self._in_flight: Future | None = None
-        # (record, content hash once known, future); read futures give ReadImage, decode ones _Prepared
+        # (record, content hash once known, future giving its ReadImage)
         self._reading: deque[tuple[Record, str | None, Future]] = deque()
-        self._decoding: deque[tuple[Record, str | None, Future]] = deque()
+        self._fresh: list[ReadImage] = []  # hashed, not known: the lanes' next batch
+        self._encoding: deque[Future] = deque()  # lane batches in order, each giving (encoded, failures)
         # In-run duplicates follow their first occurrence: skipped once it is indexed, failed if it fails.
         self._seen: dict[str, str] = {}  # content hash -> name of its first occurrence
         self._settled: set[str] = set()  # hashes indexed (or found indexed) in this run
@@ -155,7 +154,7 @@ class Ingestor:
         self._reading.append((record, None, self._pool.submit(self._read_and_hash, record)))
         if len(self._reading) >= self.batch_size:
             self._triage()
-        if len(self._decoding) >= 2 * self.batch_size:
+        if len(self._encoding) > self._lanes:  # every lane busy and one batch queued
             self._process_batch()
 
     def add_many(self, records: Iterable[Record | BadRow | dict]) -> IngestReport:
@@ -166,13 +165,14 @@ class Ingestor:
     def flush(self) -> None:
         """Encode and write everything queued so far."""
         while True:  # a failed write or encode may send a duplicate back to reading
-            while self._reading or self._decoding:
+            while self._reading or self._fresh or self._encoding:
                 while self._reading:
                     self._triage()
-                while self._decoding:
+                self._send_to_lanes(everything=True)
+                while self._encoding:
                     self._process_batch()
             self._write(wait=True)
-            if not (self._reading or self._decoding):
+            if not (self._reading or self._fresh or self._encoding):
                 break
 
     def close(self) -> IngestReport:
@@ -209,15 +209,6 @@ class Ingestor:
         except Exception as exc:
             raise StageError("read", exc) from exc
 
-    def _decode(self, item: ReadImage) -> _Prepared:
-        """Worker thread: decode and preprocess into the image graph's input."""
-        try:
-            with self._timer("decode"):
-                pixels = self._preprocess.load(item.data, self.max_pixels)
-        except Exception as exc:
-            raise StageError("decode", exc) from exc
-        return _Prepared(item.record, item.content_hash, pixels)
-
     def _collect(self, queue: deque, count: int) -> list:
         """Results of the first `count` futures of `queue`; failed ones go to the report."""
         results = []
@@ -237,17 +228,31 @@ class Ingestor:
         except Exception as exc:
             self.report.interrupted = str(exc)
             raise
-        for item in fresh:
-            self._decoding.append((item.record, item.content_hash, self._pool.submit(self._decode, item)))
+        self._fresh.extend(fresh)
+        self._send_to_lanes()
         self._update_progress()
 
+    def _send_to_lanes(self, everything: bool = False) -> None:
+        """Full batches of the fresh images (and with `everything`, the rest) to the lanes."""
+        while len(self._fresh) >= self.batch_size or (everything and self._fresh):
+            batch, self._fresh = self._fresh[:self.batch_size], self._fresh[self.batch_size:]
+            self._encoding.append(self._lane_pool.submit(self._lane.run, batch))
+
     def _process_batch(self) -> None:
-        batch: list[_Prepared] = self._collect(self._decoding, self.batch_size)
-        if batch:
-            self._unwritten.extend(self._encode_each_if_needed(batch))
-            writer_free = self._in_flight is None or self._in_flight.done()
-            if len(self._unwritten) >= (self._eager_group if writer_free else self.write_batch_size):
-                self._write(wait=False)
+        """The oldest lane batch: its failures reported, its images on to the writer."""
+        with self._timer("wait"):
+            try:
+                encoded, failures = self._encoding.popleft().result()
+            except Exception as exc:
+                self.report.interrupted = str(exc)
+                raise
+        for failure in failures:
+            error = failure.error
+            self._fail(failure.record.name, failure.stage, type(error).__name__, str(error), failure.content_hash)
+        self._unwritten.extend(encoded)
+        writer_free = self._in_flight is None or self._in_flight.done()
+        if self._unwritten and len(self._unwritten) >= (self._eager_group if writer_free else self.write_batch_size):
+            self._write(wait=False)
         self._update_progress()
 
     def _write_group(self, group: list[EncodedImage]) -> tuple[list[Document], list[tuple[Document, str]], list[Refused]]:
@@ -318,19 +323,6 @@ class Ingestor:
                 self._settle(item.content_hash)
         return [item for item in fresh if item.content_hash not in indexed]
 
-    def _encode_each_if_needed(self, batch: list[_Prepared]) -> list[EncodedImage]:
-        """The batch's images encoded; when the encoder refuses the batch, each image is encoded
-        alone so that only the images it refuses fail, each with its own reason."""
-        try:
-            with self._timer("encode_images"):
-                vectors = self.encoder.encode_pixels(np.stack([item.pixels for item in batch]))
-        except Exception as exc:
-            if len(batch) == 1:
-                self._fail(batch[0].record.name, "encode", type(exc).__name__, str(exc), batch[0].content_hash)
-                return []
-            return [encoded for item in batch for encoded in self._encode_each_if_needed([item])]
-        return [EncodedImage(item.record, item.content_hash, vector) for item, vector in zip(batch, vectors)]
-
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _indexed_hashes(self, hashes: list[str]) -> set[str]:
@@ -373,9 +365,10 @@ class Ingestor:
             self._progress.set_postfix(indexed=report.indexed, skipped=report.skipped, failed=report.failed)
 
     def _shutdown(self) -> None:
-        for _, _, future in (*self._reading, *self._decoding):
+        for future in (*(future for _, _, future in self._reading), *self._encoding):
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lane_pool.shutdown(wait=True, cancel_futures=True)
         self._write_pool.shutdown(wait=True)
         self.report.seconds = time.perf_counter() - self._started
         self._errors.close()

@@ -58,10 +58,11 @@ class Settings:
     max_concurrent_searches: int = 4
     """Searches and ingest requests run at once; more wait for a slot."""
     encoder_threads: int = 1
-    """Cores one encoder call may use. 1 gives each concurrent search its own core and costs the
-    fewest CPU seconds per query (one 64-px reference image: 4.4 CPU ms on one thread, 6.8 on two,
-    docs/speed.md); 0 lets ONNX Runtime spread each call over every core (lower latency for one
-    user at a time, less throughput under load)."""
+    """Cores one encoder call may use: each graph call runs on one thread, and a call's batches of
+    texts or images run side by side up to this many. 1 gives each concurrent search its own core
+    and costs the fewest CPU seconds per query (one 64-px reference image: 4.4 CPU ms on one
+    thread, 6.8 spread over two, docs/speed.md); 0 uses one per core (a search with several texts
+    finishes sooner for one user at a time, less throughput under load)."""
     queue_timeout_s: float = 10.0
     """How long a request waits for a decode, fetch or search slot before a 503 (retry later)."""
 

@@ -1,4 +1,4 @@
-"""Text batches (encoders.text_batches): sorted by token count, padded to their own longest text,
+"""Text batches (encoders.batches): sorted by token count, padded to their own longest text,
 run side by side; `encode_texts` gives every text its own vector, in the order asked, duplicates
 identical, and (up to the int8 graph's per-batch activation scales) the vectors of one text at a time."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opensearch_cir.encoders import load_encoder
-from opensearch_cir.encoders.text_batches import BatchRunner, length_sorted_batches, trim_padding
+from opensearch_cir.encoders.batches import BatchRunner, length_sorted_batches, trim_padding
 
 
 def test_batches_cover_every_text_once_shortest_first():
@@ -57,7 +57,7 @@ def test_runner_returns_results_in_batch_order():
 
     results = BatchRunner(2).map(run, [{"n": np.array([i])} for i in range(3)])
     assert [r.tolist() for r in results] == [[0], [10], [20]]
-    assert all(name.startswith("cir-text") for name in seen)
+    assert all(name.startswith("cir-encode") for name in seen)
 
 
 TEXTS = [
@@ -89,9 +89,29 @@ def test_parallel_sorted_batches_keep_each_texts_vector_in_place(parallel_encode
     assert np.array_equal(batched[0], batched[2]) and np.array_equal(batched[3], batched[7])  # duplicates
 
 
-def test_text_session_runs_on_one_thread_and_batches_side_by_side(parallel_encoder):
-    options = parallel_encoder._sessions["text"].get_session_options()
-    assert options.intra_op_num_threads == 1
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert parallel_encoder._sessions["image"].get_session_options().intra_op_num_threads == 2
-    assert parallel_encoder._text_runner.workers == 2
+def test_both_sessions_run_on_one_thread_and_batches_side_by_side(parallel_encoder):
+    for tower in ("text", "image"):
+        options = parallel_encoder._sessions[tower].get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert parallel_encoder._runner.workers == 2
+
+
+def test_pixel_batches_run_side_by_side_or_on_the_calling_thread(parallel_encoder, monkeypatch):
+    size = parallel_encoder.manifest.image.size
+    pixels = np.random.default_rng(0).standard_normal((5, 3, size, size)).astype(np.float32)
+    single = np.concatenate([parallel_encoder.encode_pixels(pixels[i:i + 1]) for i in range(len(pixels))])
+    calls = []
+    original = parallel_encoder._run
+
+    def spy(tower, inputs):
+        calls.append((threading.current_thread().name, len(inputs["pixel_values"])))
+        return original(tower, inputs)
+
+    monkeypatch.setattr(parallel_encoder, "_run", spy)
+    np.testing.assert_allclose(parallel_encoder.encode_pixels(pixels), single, atol=1e-5)
+    # 5 images in batches of at most 2, rounded up to a multiple of the 2 workers: 4 batches on the pool
+    assert sorted(n for _, n in calls) == [1, 1, 1, 2] and all(name.startswith("cir-encode") for name, _ in calls)
+    calls.clear()
+    np.testing.assert_allclose(parallel_encoder.encode_pixels(pixels, side_by_side=False), single, atol=1e-5)
+    assert calls == [(threading.current_thread().name, n) for n in (2, 2, 1)]
