@@ -1,10 +1,10 @@
 """Ingestion with captions (and images alone), old code against new in one run, with its ceilings.
 
-    nice -n 5 python benchmarks/ingest.py [--images 1000] [--rounds 2] [--baseline a9ffe89] [--null-writer]
+    nice -n 5 python benchmarks/ingest.py [--images 1000] [--rounds 2] [--baseline a9ffe89] [--null-writer] [--model DIR]
 
 Ingests the first N Flickr8k train images, each with its 5 captions, into a fresh embedded index,
 alternating a pristine copy of the baseline commit and this tree (each run in its own process, the
-same data, the default model, the model loaded and warmed before the clock starts). Reports images
+same data, the default model (or `--model`), the model loaded and warmed before the clock starts). Reports images
 per wall second and images per CPU second of the ingesting process (all its threads): on a machine
 shared with other jobs the wall-clock ratio swings with their load, the CPU-time ratio much less.
 
@@ -49,7 +49,7 @@ from baseline import DEFAULT_BASELINE, REPO, baseline_tree  # noqa: E402
 from corpus import data_root  # noqa: E402
 
 LOAD = """
-import sys
+import os, sys
 from pathlib import Path
 from opensearch_cir.datasets.flickr8k import Flickr8k
 from opensearch_cir.encoders import load_encoder
@@ -60,7 +60,7 @@ for name, blob in flickr.iter_images():
     items.append((name, blob))
     if len(items) >= n:
         break
-encoder = load_encoder(None)
+encoder = load_encoder(os.environ.get("CIR_BENCH_MODEL") or None)
 encoder.encode_texts(["warm up", "a second text"]); encoder.encode_images([items[0][1]])
 """
 
@@ -178,7 +178,7 @@ def quality(old: dict[str, np.ndarray], new: dict[str, np.ndarray], data: Path) 
     from opensearch_cir.encoders import load_encoder
     from opensearch_cir.ingest import mean_caption_vectors
 
-    encoder = load_encoder(None)
+    encoder = load_encoder(os.environ.get("CIR_BENCH_MODEL") or None)
     names = sorted(old)
     captions = Flickr8k(data / "flickr8k", "train").captions
     alone = np.concatenate([encoder.encode_texts([text]) for name in names for text in captions[name]])
@@ -206,7 +206,10 @@ def main() -> None:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
     parser.add_argument("--null-writer", action="store_true",
                         help="also ingest images only into a stand-in whose bulk does nothing (a ceiling)")
+    parser.add_argument("--model", type=Path, help="a model folder instead of the default model (both trees use it)")
     args = parser.parse_args()
+    if args.model:
+        os.environ["CIR_BENCH_MODEL"] = str(args.model.resolve())  # read by every run's process
     trees = {"old": baseline_tree(args.baseline), "new": REPO}
     data = data_root()
     work = Path(tempfile.mkdtemp(prefix="cir-ingest-bench-"))
@@ -265,7 +268,7 @@ def report_paired(paired: dict[str, list[float]], cpu_rates, ceilings: list[dict
 
 def report(args, wall_rates, cpu_rates, ceilings, loads, check) -> None:
     n, cores = args.images, os.cpu_count() or 1
-    print(f"\n{n} Flickr8k train images (5 captions each), {args.rounds} interleaved rounds, old = {args.baseline}; "
+    print(f"\n{n} Flickr8k train images (5 captions each), model {args.model or 'default'}, {args.rounds} interleaved rounds, old = {args.baseline}; "
           f"load average (1 min) {', '.join(f'{x:.1f}' for x in loads)} on {cores} cores")
     print("| run | round | old img/s | new img/s | new / old (wall) | old img/CPU-s | new img/CPU-s | new / old (CPU) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
