@@ -249,3 +249,18 @@ def test_texts_needed_per_strategy():
     assert texts_needed("pdv", weights) == {"negative", "text", "caption", "caption_with_text"}
     assert {"text", "rewritten"} <= texts_needed("hybrid", weights)
     assert texts_needed("phi_hybrid", weights) == {"negative", "text", "rewritten"}
+
+
+def test_parallel_shards_share_the_cores_out_as_lanes(monkeypatch):
+    from opensearch_cir.encoders import batches
+    from opensearch_cir.ingest import ingestor, shards
+    from opensearch_cir.ingest.report import IngestReport
+
+    seen = []
+    monkeypatch.setattr(batches, "available_cores", lambda: 4)
+    monkeypatch.setattr(ingestor, "ingest", lambda *args, **options: seen.append(options["workers"]) or IngestReport())
+    shards.ingest_sharded(None, "cir", None, [], parallel=2)
+    assert seen == [2, 2]  # 4 cores, 2 Ingestors: 2 lanes each
+    seen.clear()
+    shards.ingest_sharded(None, "cir", None, [], parallel=2, workers=3)
+    assert seen == [3, 3]  # asked for: kept

@@ -44,14 +44,18 @@ def shard_total(total: int | None, index: int, count: int) -> int | None:
 def ingest_sharded(client: Any, index: str, encoder: Any, source: Any, *, parallel: int = 2,
                    of: tuple[int, int] = (0, 1), errors: str | Path | None = None, **options: Any) -> IngestReport:
     """Ingest shard `of` = (I, N) of `source` as `parallel` workers at once in this process, one
-    Ingestor each (own decode threads and bulk writer; the encoder is shared, ONNX Runtime
-    sessions are thread-safe); returns the merged report. Worker j takes shard I + N·j of N·parallel.
+    Ingestor each (own lanes and bulk writer; the encoder is shared, ONNX Runtime sessions are
+    thread-safe; without `workers` the cores are shared out, one lane per core in all); returns
+    the merged report. Worker j takes shard I + N·j of N·parallel.
     `source` must be re-readable (a folder or a manifest path, or a list). Failures of worker j go
     to `errors` with `.j` before its suffix."""
+    from ..encoders.batches import available_cores
     from .ingestor import ingest
     from .sources import open_source
 
     first, count = of
+    if options.get("workers") is None:
+        options["workers"] = max(1, available_cores() // parallel)
 
     def run(worker: int) -> IngestReport:
         records, total = open_source(source)
