@@ -123,6 +123,7 @@ class Encoder:
             raise InputError(f"pixel batch must have shape [N, 3, {size}, {size}], got {list(batch.shape)}")
         if not len(batch):
             return np.zeros((0, self.dim), np.float32)
+
         def run(rows: np.ndarray) -> np.ndarray:
             return self._run("image", {"pixel_values": batch[rows[0]:rows[-1] + 1]})
 
