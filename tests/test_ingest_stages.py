@@ -133,7 +133,7 @@ def test_only_the_runs_first_document_is_checked_against_the_spec(tmp_path, enco
 
 
 def test_lanes_decode_and_encode_each_batch_on_their_own_thread(tmp_path, encoder, monkeypatch):
-    from opensearch_cir.ingest import lanes
+    from opensearch_cir.encoders.preprocess import ImagePreprocessor
 
     original, calls, decodes = encoder.encode_pixels, [], []
 
@@ -141,14 +141,14 @@ def test_lanes_decode_and_encode_each_batch_on_their_own_thread(tmp_path, encode
         calls.append((threading.current_thread().name, len(pixels), options))
         return original(pixels, **options)
 
-    load = lanes.ImagePreprocessor.load
+    load = ImagePreprocessor.load
 
     def spy_load(self, source, max_pixels):
         decodes.append(threading.current_thread().name)
         return load(self, source, max_pixels)
 
     monkeypatch.setattr(encoder, "encode_pixels", spy)
-    monkeypatch.setattr(lanes.ImagePreprocessor, "load", spy_load)
+    monkeypatch.setattr(ImagePreprocessor, "load", spy_load)
     with Ingestor(EmbeddedClient(tmp_path / "e"), INDEX, encoder, batch_size=3, workers=2) as ingestor:
         ingestor.add_many(records(7))
     assert ingestor.report.indexed == 7

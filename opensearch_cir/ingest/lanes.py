@@ -9,7 +9,6 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
-from ..encoders.preprocess import ImagePreprocessor
 from .documents import EncodedImage
 from .reading import ReadImage
 from .records import Record
@@ -38,14 +37,13 @@ class Lane:
         self.encoder = encoder
         self.max_pixels = max_pixels
         self.timer = timer
-        self.preprocess = ImagePreprocessor(encoder.manifest.image)
 
     def run(self, items: list[ReadImage]) -> tuple[list[EncodedImage], list[LaneFailure]]:
         prepared, failures = [], []
         for item in items:
             try:
                 with self.timer("decode"):
-                    prepared.append(_Prepared(item.record, item.content_hash, self.preprocess.load(item.data, self.max_pixels)))
+                    prepared.append(_Prepared(item.record, item.content_hash, self.encoder.preprocess.load(item.data, self.max_pixels)))
             except Exception as exc:
                 failures.append(LaneFailure(item.record, item.content_hash, "decode", exc))
         return self._encode_each_if_needed(prepared, failures), failures
