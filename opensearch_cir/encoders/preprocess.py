@@ -43,7 +43,8 @@ DRAFT_INFO = "cir_draft"
 """`Image.info` key of an image decoded at a reduced scale: its (width, height, reduction) as stored,
 upright; `ImagePreprocessor.resize` keeps the full decode's geometry with it."""
 
-_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of an image's orientation (1: stored upright)."""
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
 _WHITE = (255, 255, 255)
@@ -154,7 +155,7 @@ def _decode(data: bytes, max_pixels: int, name: str, draft: Callable[[int, int],
 
 def _orientation(image: Image.Image) -> int:
     try:
-        return image.getexif().get(_ORIENTATION, 1)
+        return image.getexif().get(EXIF_ORIENTATION, 1)
     except _DECODE_ERRORS:
         return 1  # malformed EXIF: the image keeps its stored orientation
 

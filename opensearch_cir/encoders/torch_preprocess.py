@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from .manifest import ImageSpec
-from .preprocess import DEFAULT_MAX_PIXELS, load_image, read_image_bytes, shortest_edge_size
+from .preprocess import DEFAULT_MAX_PIXELS, EXIF_ORIENTATION, load_image, read_image_bytes, shortest_edge_size
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 _MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact"}
-_EXIF_ORIENTATION = 0x0112
 
 
 class TorchImagePreprocessor:
@@ -123,7 +122,7 @@ class TorchImagePreprocessor:
             with Image.open(io.BytesIO(data)) as header:
                 if header.width * header.height > self.max_pixels or header.mode not in ("RGB", "L"):
                     return False  # load_image raises the typed error / converts CMYK exactly
-                return header.getexif().get(_EXIF_ORIENTATION, 1) == 1
+                return header.getexif().get(EXIF_ORIENTATION, 1) == 1
         except Exception:  # noqa: BLE001 - load_image reports what is wrong with it
             return False
 
