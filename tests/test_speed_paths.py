@@ -125,6 +125,19 @@ def test_quantizer_levels_and_codes():
         assert codes.nbytes == len(rows) * bytes_per_vector(level, 64)
         approx = book.first_pass(rows[0], codes, "innerproduct")
         assert approx.argmax() == 0 or approx[0] == approx.max()  # a row is (one of) its own nearest codes
+    # 2x / 4x codes are widened a block at a time: the same scores as widening them all at once
+    from opensearch_cir.engines.embedded import quantize
+    from opensearch_cir.scoring.knn import raw_similarity
+
+    many = _clustered(quantize.WIDEN_BLOCK * 2 + 37, 64, seed=5)
+    for level in ("2x", "4x"):
+        book = Codebook.train(level, many)
+        codes = book.encode(many)
+        widened = codes.astype(np.float32) if level == "2x" else codes * book.params["scale"] + book.params["low"]
+        for space in ("innerproduct", "l2", "cosinesimil"):
+            whole = raw_similarity(many[3], widened, space)
+            np.testing.assert_allclose(book.first_pass(many[3], codes, space), -whole if space == "l2" else whole,
+                                       rtol=1e-5, atol=1e-6)
     # thermometer thresholds: a higher value never has fewer bits set (k-NN MultiBitScalarQuantizer)
     book = Codebook.train("8x", rows)
     low, high = rows[:1].copy(), rows[:1] + 1.0
