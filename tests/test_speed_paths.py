@@ -171,6 +171,30 @@ def test_on_disk_compressed_field_rescores_to_near_exact_recall(tmp_path, level)
     assert hits / (10 * len(queries)) >= 0.93
 
 
+@pytest.mark.parametrize("level", ["2x", "4x"])
+def test_a_filtered_scan_of_compressed_codes_keeps_to_the_filter(tmp_path, monkeypatch, level):
+    from opensearch_cir.engines.embedded import EmbeddedClient, vectors
+
+    monkeypatch.setattr(vectors, "EXACT_SEARCH_MAX_VALUES", 0)  # no exact shortcut: the codes are scanned
+    dim, n = 32, 400
+    rows = _clustered(n, dim)
+    client = EmbeddedClient(tmp_path / "e")
+    client.indices.create(index="cir-f", body={"mappings": {"properties": {
+        "half": {"type": "keyword"},
+        "packed": {"type": "knn_vector", "dimension": dim, "space_type": "innerproduct", "mode": "on_disk",
+                   "compression_level": level}}}})
+    body = []
+    for i, row in enumerate(rows):
+        body += [{"index": {"_index": "cir-f", "_id": str(i)}}, {"half": "even" if i % 2 == 0 else "odd", "packed": row.tolist()}]
+    client.bulk(body=body)
+    q = _clustered(1, dim, seed=3)[0]
+    even = np.arange(0, n, 2)
+    truth = [str(i) for i in even[np.argsort(-(rows[even] @ q))[:10]]]
+    response = client.search(index="cir-f", body={"size": 10, "_source": False, "query": {"knn": {"packed": {
+        "vector": q.tolist(), "k": 10, "filter": {"term": {"half": "even"}}}}}})
+    assert [h["_id"] for h in response["hits"]["hits"]] == truth  # first pass over the 200 even rows, rescored
+
+
 def test_compression_settings_are_checked(tmp_path):
     from opensearch_cir.engines.embedded import EmbeddedClient
     from opensearch_cir.errors import EngineError

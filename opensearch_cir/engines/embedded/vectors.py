@@ -222,7 +222,8 @@ class VectorField:
         if found is None:
             codes = self.ensure_codes(n_rows)
             q = self._index_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
-            approx = self._codebook.first_pass(q, codes[idx], self.space)
+            scanned = codes if len(idx) == n_rows else codes[idx]  # unfiltered: the codes themselves, no copy
+            approx = self._codebook.first_pass(q, scanned, self.space)
             found = np.sort(idx[np.argpartition(-approx, m - 1)[:m]]) if len(idx) > m else idx
         return self._ranked(found, raw_similarity(query, self.rows_at(found), self.space), k)
 
