@@ -115,7 +115,8 @@ def _clustered(n, dim, seed=0):
 
 
 def test_quantizer_levels_and_codes():
-    from opensearch_cir.engines.embedded.quantize import Codebook, bytes_per_vector
+    from opensearch_cir.engines.embedded.quantize import WIDEN_BLOCK, Codebook, bytes_per_vector
+    from opensearch_cir.scoring.knn import raw_similarity
 
     rows = _clustered(500, 64)
     assert [bytes_per_vector(level, 256) for level in ("1x", "2x", "4x", "8x", "16x", "32x")] == [1024, 512, 256, 128, 64, 32]
@@ -126,10 +127,7 @@ def test_quantizer_levels_and_codes():
         approx = book.first_pass(rows[0], codes, "innerproduct")
         assert approx.argmax() == 0 or approx[0] == approx.max()  # a row is (one of) its own nearest codes
     # 2x / 4x codes are widened a block at a time: the same scores as widening them all at once
-    from opensearch_cir.engines.embedded import quantize
-    from opensearch_cir.scoring.knn import raw_similarity
-
-    many = _clustered(quantize.WIDEN_BLOCK * 2 + 37, 64, seed=5)
+    many = _clustered(WIDEN_BLOCK * 2 + 37, 64, seed=5)
     for level in ("2x", "4x"):
         book = Codebook.train(level, many)
         codes = book.encode(many)
