@@ -125,6 +125,14 @@ class Codebook:
         bits = rows[:, None, :] > self.params["thresholds"][None, :, :]  # [N, bits, D]
         return np.packbits(bits.reshape(len(rows), -1), axis=1)
 
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """float32 rows back from 1x / 2x / 4x codes (the first pass scores these; bit codes have no rows)."""
+        if self.bits >= 16:
+            return codes.astype(np.float32, copy=False)
+        if self.bits == 8:
+            return codes * self.params["scale"] + self.params["low"]
+        raise ValueError(f"{self.level} codes are bits compared by Hamming distance, not rows")
+
     def first_pass(self, query: np.ndarray, codes: np.ndarray, space: str) -> np.ndarray:
         """Approximate similarity of `query` to every code row: higher is closer for every space."""
         from ...scoring import raw_similarity
@@ -134,8 +142,6 @@ class Codebook:
             return -differing.astype(np.float32)
         similarity = np.empty(len(codes), np.float32)
         for start in range(0, len(codes), WIDEN_BLOCK):  # widened a block at a time, in cache
-            block = codes[start:start + WIDEN_BLOCK]
-            rows = block.astype(np.float32) if self.bits == 16 else block * self.params["scale"] + self.params["low"]
-            raw = raw_similarity(query, rows, space)
-            similarity[start:start + len(block)] = -raw if space == "l2" else raw
+            raw = raw_similarity(query, self.decode(codes[start:start + WIDEN_BLOCK]), space)
+            similarity[start:start + len(raw)] = -raw if space == "l2" else raw
         return similarity
